@@ -1,0 +1,35 @@
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gates::RateLimiter;
+use metrics_exporter_prometheus::PrometheusHandle;
+use services::accounts::AccountService;
+use store::Store;
+
+/// Everything a handler can reach: shared services, no globals.
+#[derive(Clone)]
+pub struct AppState {
+    pub accounts: Arc<AccountService>,
+    pub store: Arc<dyn Store>,
+    pub limits: Arc<Limits>,
+    pub trusted_proxies: Arc<[IpAddr]>,
+    pub metrics: Option<PrometheusHandle>,
+}
+
+/// The per-client-address limits the API enforces.
+pub struct Limits {
+    /// Login and token attempts.
+    pub login: Arc<dyn RateLimiter>,
+    /// Every `/api` request.
+    pub api: Arc<dyn RateLimiter>,
+}
+
+/// HTTP behaviour that is configured rather than coded.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub body_limit: usize,
+    pub request_timeout: Duration,
+    /// Origins allowed by CORS; empty means same-origin only, `*` any.
+    pub cors_origins: Vec<String>,
+}

@@ -1,0 +1,12 @@
+//! Pure business rules of SwiftDrop: no I/O, no HTTP, no SQL.
+//!
+//! Everything here is deterministic and unit-tested; the layers above
+//! (store, services, api) call into it and never re-implement a rule.
+
+pub mod clock;
+pub mod cursor;
+pub mod page;
+pub mod user;
+pub mod validation;
+
+pub use validation::{FieldError, ValidationErrors};

@@ -1,0 +1,7 @@
+//! Moving messages between parts of SwiftDrop: the bus (in-process now, a
+//! broker when scaled out) and, as the real-time layer lands, the outbox
+//! relay and the WebSocket hub.
+
+pub mod bus;
+
+pub use bus::{Bus, BusError, LocalBus, Message};

@@ -1,0 +1,9 @@
+//! Application services: each takes a request that the api layer has parsed,
+//! applies the rules of `domain`, and drives the store, gates and bus.
+
+pub mod accounts;
+mod error;
+
+pub use error::Error;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,59 @@
+/// What can go wrong in storage, with the cases callers branch on named.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    /// A unique constraint refused the write; the field names what clashed.
+    #[error("{0} is already taken")]
+    Conflict(&'static str),
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Database(#[source] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        match err {
+            sqlx::Error::RowNotFound => StoreError::NotFound,
+            sqlx::Error::ColumnDecode { source, .. } => StoreError::Corrupt(source.to_string()),
+            sqlx::Error::Database(ref db) if db.is_unique_violation() => {
+                StoreError::Conflict(conflicting_field(db.constraint(), db.message()))
+            }
+            other => StoreError::Database(other),
+        }
+    }
+}
+
+/// Names the field behind a unique violation. PostgreSQL reports the index
+/// name; SQLite reports the column or index in its message. Unique indexes
+/// are named `<table>_<field>_key` in both schemas so one rule reads both.
+fn conflicting_field(constraint: Option<&str>, message: &str) -> &'static str {
+    const FIELDS: [&str; 3] = ["email", "username", "idempotency_key"];
+    let source = constraint.unwrap_or(message);
+    FIELDS
+        .into_iter()
+        .find(|field| source.contains(field))
+        .unwrap_or("value")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_fields_from_either_backend() {
+        assert_eq!(conflicting_field(Some("users_email_key"), ""), "email");
+        assert_eq!(
+            conflicting_field(None, "UNIQUE constraint failed: index 'users_username_key'"),
+            "username"
+        );
+        assert_eq!(
+            conflicting_field(None, "UNIQUE constraint failed: users.email"),
+            "email"
+        );
+        assert_eq!(conflicting_field(Some("other"), ""), "value");
+    }
+}

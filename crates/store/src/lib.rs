@@ -1,0 +1,30 @@
+//! Persistence for SwiftDrop on SQLite or PostgreSQL, behind the [`Store`]
+//! trait the services use.
+//!
+//! Queries are written once, in the `$1` dialect both databases accept, and
+//! dispatched over the two sqlx pools by [`on_pool!`]: each arm is
+//! monomorphic code, so the same text runs with each driver's native types
+//! (no `Any` driver). SQL is overridden per backend only where it really
+//! differs.
+
+#[macro_use]
+mod db;
+pub mod accounts;
+mod error;
+
+pub use accounts::AccountStore;
+pub use db::{Backend, ConnectOptions, SqlStore};
+pub use error::StoreError;
+
+/// Everything the services need from storage. One object implements every
+/// domain's repository trait; services hold it as `Arc<dyn Store>`.
+#[async_trait::async_trait]
+pub trait Store: AccountStore + Send + Sync + 'static {
+    fn backend(&self) -> Backend;
+    /// Answers when the database does: used by `/ready`.
+    async fn ping(&self) -> Result<()>;
+    /// Closes the pool, waiting for connections in use to be returned.
+    async fn close(&self);
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

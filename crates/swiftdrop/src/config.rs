@@ -1,0 +1,266 @@
+//! The one typed configuration: defaults, then an optional TOML file, then
+//! environment variables. Invalid values stop the start with a message that
+//! names the setting.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Deserializer, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `SWIFTDROP_ADDR`
+    pub addr: SocketAddr,
+    /// `SWIFTDROP_DATA_DIR`: SQLite file, uploads, generated signing key.
+    pub data_dir: PathBuf,
+    /// `DATABASE_URL`: unset means the SQLite file in the data folder.
+    pub database_url: Option<String>,
+    /// `REDIS_URL`: shared gates; unset means in-process.
+    pub redis_url: Option<String>,
+    /// `AMQP_URL`: the broker; unset means the in-process bus.
+    pub amqp_url: Option<String>,
+    /// `SWIFTDROP_SECRET`: JWT signing secret; unset means generated once
+    /// and kept in the data folder.
+    pub secret: Option<String>,
+    pub access_ttl_seconds: u64,
+    pub refresh_ttl_seconds: u64,
+    pub reservation_ttl_seconds: u64,
+    pub bcrypt_cost: u32,
+    /// Password hashes run at once (default: half the cores, at least 1).
+    pub hash_concurrency: usize,
+    /// Password hashes allowed to wait before logins get 503.
+    pub hash_queue: usize,
+    /// `human` or `json` (`SWIFTDROP_LOG`); `RUST_LOG` sets the filter.
+    pub log: LogFormat,
+    pub body_limit_bytes: usize,
+    pub request_timeout_seconds: u64,
+    /// Comma-separated origins allowed by CORS; `*` for any; empty for none.
+    #[serde(deserialize_with = "comma_list")]
+    pub cors_origins: Vec<String>,
+    /// Comma-separated proxy addresses whose `X-Forwarded-For` is believed.
+    #[serde(deserialize_with = "comma_list")]
+    pub trusted_proxies: Vec<String>,
+    pub login_attempts_per_minute: u32,
+    /// The general per-address limit on `/api`; 0 turns it off.
+    pub api_requests_per_second: u32,
+    pub api_burst: u32,
+    pub db_max_connections: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        Config {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./data"),
+            database_url: None,
+            redis_url: None,
+            amqp_url: None,
+            secret: None,
+            access_ttl_seconds: 1800,
+            refresh_ttl_seconds: 30 * 24 * 3600,
+            reservation_ttl_seconds: 600,
+            bcrypt_cost: 12,
+            hash_concurrency: (cores / 2).max(1),
+            hash_queue: 64,
+            log: LogFormat::Human,
+            body_limit_bytes: 1024 * 1024,
+            request_timeout_seconds: 30,
+            cors_origins: Vec::new(),
+            trusted_proxies: Vec::new(),
+            login_attempts_per_minute: 5,
+            api_requests_per_second: 100,
+            api_burst: 200,
+            db_max_connections: 16,
+        }
+    }
+}
+
+/// Accepts `"a, b"` from the environment or `["a", "b"]` from TOML.
+fn comma_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Text(String),
+        List(Vec<String>),
+    }
+    let items = match Raw::deserialize(deserializer)? {
+        Raw::Text(text) => text.split(',').map(str::to_owned).collect(),
+        Raw::List(list) => list,
+    };
+    Ok(items
+        .into_iter()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect())
+}
+
+impl Config {
+    /// Defaults, then `file` (TOML, if given), then the environment.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                bail!("config file {} does not exist", file.display());
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        let figment = figment
+            .merge(Env::prefixed("SWIFTDROP_").ignore(&[
+                "CONFIG",
+                "TEST_DATABASE_URL",
+                "TEST_REDIS_URL",
+                "TEST_AMQP_URL",
+            ]))
+            .merge(Env::raw().only(&["DATABASE_URL", "REDIS_URL", "AMQP_URL"]));
+        let config: Config = figment.extract().map_err(|err| anyhow::anyhow!(describe(err)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Rules serde cannot express. Each message names its setting.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if !(4..=31).contains(&self.bcrypt_cost) {
+            bail!(
+                "SWIFTDROP_BCRYPT_COST must be between 4 and 31 (got {})",
+                self.bcrypt_cost
+            );
+        }
+        if self.access_ttl_seconds == 0 {
+            bail!("SWIFTDROP_ACCESS_TTL_SECONDS must be more than 0");
+        }
+        if self.refresh_ttl_seconds < self.access_ttl_seconds {
+            bail!("SWIFTDROP_REFRESH_TTL_SECONDS must be at least SWIFTDROP_ACCESS_TTL_SECONDS");
+        }
+        if self.reservation_ttl_seconds == 0 {
+            bail!("SWIFTDROP_RESERVATION_TTL_SECONDS must be more than 0");
+        }
+        if self.request_timeout_seconds == 0 {
+            bail!("SWIFTDROP_REQUEST_TIMEOUT_SECONDS must be more than 0");
+        }
+        if self.body_limit_bytes < 1024 {
+            bail!("SWIFTDROP_BODY_LIMIT_BYTES must be at least 1024");
+        }
+        if self.db_max_connections == 0 {
+            bail!("SWIFTDROP_DB_MAX_CONNECTIONS must be more than 0");
+        }
+        if self.hash_concurrency == 0 {
+            bail!("SWIFTDROP_HASH_CONCURRENCY must be more than 0");
+        }
+        if let Some(secret) = &self.secret
+            && secret.len() < 32
+        {
+            bail!("SWIFTDROP_SECRET must be at least 32 characters");
+        }
+        if let Some(url) = &self.database_url
+            && !(url.starts_with("sqlite:") || url.starts_with("postgres:") || url.starts_with("postgresql:"))
+        {
+            bail!("DATABASE_URL must start with sqlite: or postgres:");
+        }
+        self.trusted_proxy_ips()?;
+        Ok(())
+    }
+
+    pub fn trusted_proxy_ips(&self) -> anyhow::Result<Vec<IpAddr>> {
+        self.trusted_proxies
+            .iter()
+            .map(|p| {
+                p.parse()
+                    .with_context(|| format!("SWIFTDROP_TRUSTED_PROXIES: {p:?} is not an IP address"))
+            })
+            .collect()
+    }
+
+    /// The database to open: `DATABASE_URL`, or the SQLite file in the data folder.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("swiftdrop.db").display()
+            ),
+        }
+    }
+
+    pub fn access_ttl(&self) -> Duration {
+        Duration::from_secs(self.access_ttl_seconds)
+    }
+}
+
+/// Turns a figment error into one line naming the environment variable or
+/// file key at fault.
+fn describe(err: figment::Error) -> String {
+    err.into_iter()
+        .map(|e| {
+            let key = e.path.join(".");
+            let setting = match key.as_str() {
+                "database_url" | "redis_url" | "amqp_url" => key.to_uppercase(),
+                "" => "configuration".to_owned(),
+                _ => format!("SWIFTDROP_{} (or `{key}` in the config file)", key.to_uppercase()),
+            };
+            format!("invalid setting {setting}: {}", e.kind)
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+        assert!(Config::default().database_url().starts_with("sqlite://"));
+    }
+
+    #[test]
+    fn env_overrides_and_errors_name_the_setting() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("SWIFTDROP_ADDR", "127.0.0.1:9999");
+            jail.set_env("SWIFTDROP_CORS_ORIGINS", "https://a.example, https://b.example");
+            jail.set_env("DATABASE_URL", "postgres://u@h/db");
+            let config = Config::load(None).unwrap();
+            assert_eq!(config.addr.port(), 9999);
+            assert_eq!(config.cors_origins, ["https://a.example", "https://b.example"]);
+            assert_eq!(config.database_url(), "postgres://u@h/db");
+
+            jail.set_env("SWIFTDROP_BCRYPT_COST", "many");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("SWIFTDROP_BCRYPT_COST"), "{err}");
+
+            jail.set_env("SWIFTDROP_BCRYPT_COST", "3");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("SWIFTDROP_BCRYPT_COST"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn toml_file_is_read() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "swiftdrop.toml",
+                "bcrypt_cost = 5\ntrusted_proxies = [\"10.0.0.1\"]\n",
+            )?;
+            let config = Config::load(Some(Path::new("swiftdrop.toml"))).unwrap();
+            assert_eq!(config.bcrypt_cost, 5);
+            assert_eq!(config.trusted_proxy_ips().unwrap(), [IpAddr::from([10, 0, 0, 1])]);
+            jail.create_file("bad.toml", "no_such_setting = 1\n")?;
+            assert!(Config::load(Some(Path::new("bad.toml"))).is_err());
+            Ok(())
+        });
+    }
+}

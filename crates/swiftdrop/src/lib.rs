@@ -1,0 +1,221 @@
+//! Startup of SwiftDrop: wiring configuration into services and serving
+//! them. `main.rs` only parses the command line; tests call [`launch`] too.
+
+pub mod config;
+pub mod seed;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use api::{AppState, HttpSettings, Limits};
+use domain::cursor::CursorCodec;
+use gates::{LocalRateLimiter, Quota};
+use hmac_key::derive_key;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use realtime::{Bus, LocalBus};
+use services::accounts::{AccountService, AccountSettings};
+use store::{ConnectOptions, SqlStore, Store};
+use tokio::net::TcpListener;
+
+pub use config::Config;
+
+mod hmac_key {
+    use sha2::{Digest, Sha256};
+
+    /// A key for one purpose derived from the master secret, so a cursor
+    /// key can never be used to sign a token.
+    pub fn derive_key(secret: &[u8], purpose: &str) -> Vec<u8> {
+        let mut hasher = Sha256::new();
+        hasher.update(purpose.as_bytes());
+        hasher.update([0]);
+        hasher.update(secret);
+        hasher.finalize().to_vec()
+    }
+}
+
+/// The services of one process, before it starts serving.
+pub struct App {
+    pub state: AppState,
+    pub bus: Arc<dyn Bus>,
+    settings: HttpSettings,
+}
+
+/// Opens the database (running migrations) and builds every service.
+pub async fn build(config: &Config) -> anyhow::Result<App> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create the data folder {}", config.data_dir.display()))?;
+    let secret = load_secret(config)?;
+    let store: Arc<dyn Store> = Arc::new(open_store(config).await?);
+    let bus: Arc<dyn Bus> = Arc::new(LocalBus::default());
+
+    let accounts = Arc::new(AccountService::new(
+        store.clone(),
+        bus.clone(),
+        &derive_key(&secret, "jwt"),
+        CursorCodec::new(&derive_key(&secret, "cursor")),
+        &AccountSettings {
+            access_ttl: config.access_ttl(),
+            refresh_ttl: Duration::from_secs(config.refresh_ttl_seconds),
+            bcrypt_cost: config.bcrypt_cost,
+            hash_concurrency: config.hash_concurrency,
+            hash_queue: config.hash_queue,
+        },
+    )?);
+    let limits = Arc::new(Limits {
+        login: Arc::new(LocalRateLimiter::new(Quota::per_minute(
+            config.login_attempts_per_minute,
+        ))),
+        api: Arc::new(LocalRateLimiter::new(Quota::per_second(
+            config.api_requests_per_second,
+            config.api_burst,
+        ))),
+    });
+    let state = AppState {
+        accounts,
+        store,
+        limits,
+        trusted_proxies: config.trusted_proxy_ips()?.into(),
+        metrics: metrics_handle(),
+    };
+    let settings = HttpSettings {
+        body_limit: config.body_limit_bytes,
+        request_timeout: Duration::from_secs(config.request_timeout_seconds),
+        cors_origins: config.cors_origins.clone(),
+    };
+    Ok(App { state, bus, settings })
+}
+
+pub async fn open_store(config: &Config) -> anyhow::Result<SqlStore> {
+    let options = ConnectOptions {
+        url: config.database_url(),
+        max_connections: config.db_max_connections,
+        acquire_timeout: Duration::from_secs(10),
+    };
+    SqlStore::connect(&options)
+        .await
+        .context("cannot open the database (check DATABASE_URL)")
+}
+
+/// Serves until `shutdown` resolves, then stops accepting, lets in-flight
+/// requests finish and closes the database.
+pub async fn launch(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let app = build(&config).await?;
+    serve(app, listener, shutdown).await
+}
+
+pub async fn serve(
+    app: App,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let background = spawn_background(&app);
+    let store = app.state.store.clone();
+    let router = api::router(app.state, &app.settings, web::pages());
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, backend = store.backend().as_str(), "SwiftDrop listening");
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .context("server failed")?;
+    for task in background {
+        task.abort();
+    }
+    store.close().await;
+    tracing::info!("SwiftDrop stopped");
+    Ok(())
+}
+
+fn spawn_background(app: &App) -> Vec<tokio::task::JoinHandle<()>> {
+    let cache = app.state.accounts.auth_cache();
+    let follow = tokio::spawn(cache.follow(app.bus.clone()));
+    let limits = app.state.limits.clone();
+    let sweep = tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            every.tick().await;
+            limits.login.sweep();
+            limits.api.sweep();
+        }
+    });
+    vec![follow, sweep]
+}
+
+/// The metrics recorder is process-wide by the `metrics` crate's design;
+/// install it once and share its handle with every app in the process.
+fn metrics_handle() -> Option<PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let buckets = [
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ];
+            let builder = PrometheusBuilder::new().set_buckets(&buckets).ok()?;
+            builder.install_recorder().ok()
+        })
+        .clone()
+}
+
+/// The signing secret: `SWIFTDROP_SECRET`, or one generated on first start
+/// and kept (owner-only) in the data folder.
+fn load_secret(config: &Config) -> anyhow::Result<Vec<u8>> {
+    if let Some(secret) = &config.secret {
+        return Ok(secret.as_bytes().to_vec());
+    }
+    let path = config.data_dir.join("secret.key");
+    if path.exists() {
+        let text =
+            std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let secret = text.trim();
+        anyhow::ensure!(
+            secret.len() >= 32,
+            "{} is too short; delete it to generate a new one",
+            path.display()
+        );
+        return Ok(secret.as_bytes().to_vec());
+    }
+    let secret = hex_secret();
+    write_private(&path, &secret)?;
+    tracing::info!(path = %path.display(), "generated a signing secret");
+    Ok(secret.into_bytes())
+}
+
+fn hex_secret() -> String {
+    let bytes: [u8; 32] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Writes a file only its owner can read.
+pub(crate) fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(contents.as_bytes())?;
+    Ok(())
+}
+
+/// Sets up logging: human-readable or JSON lines, filtered by `RUST_LOG`.
+pub fn init_tracing(format: config::LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = match format {
+        config::LogFormat::Json => builder.json().try_init(),
+        config::LogFormat::Human => builder.try_init(),
+    };
+}

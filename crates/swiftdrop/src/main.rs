@@ -1,0 +1,125 @@
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use swiftdrop::{Config, config::LogFormat};
+use tokio::net::TcpListener;
+
+/// SwiftDrop: live commerce drops, flash sales, auctions and community events.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// A TOML configuration file (environment variables override it).
+    #[arg(long, global = true, env = "SWIFTDROP_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Every role in one process: the zero-setup default.
+    Serve {
+        /// Seed a demo admin (printed) on first start.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// The HTTP API and web UI (runs every role until the split lands).
+    Api,
+    /// The WebSocket notification service (runs every role until the split lands).
+    Notifier,
+    /// Scheduler and outbox relay (runs every role until the split lands).
+    Worker,
+    /// Applies database migrations and exits.
+    Migrate,
+    /// Seeds demo data and exits.
+    Seed,
+    /// Account administration.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Creates an admin account on the configured database.
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        password: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = Config::load(cli.config.as_deref())?;
+    swiftdrop::init_tracing(config.log);
+    match cli.command {
+        Command::Serve { demo } => serve(config, demo).await,
+        Command::Api | Command::Notifier | Command::Worker => serve(config, false).await,
+        Command::Migrate => {
+            swiftdrop::open_store(&config).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Seed => {
+            let app = swiftdrop::build(&config).await?;
+            swiftdrop::seed::demo(&app, &config.data_dir).await
+        }
+        Command::Admin {
+            command:
+                AdminCommand::Create {
+                    email,
+                    username,
+                    password,
+                },
+        } => {
+            let app = swiftdrop::build(&config).await?;
+            swiftdrop::seed::create_admin(&app, &email, &username, &password).await?;
+            println!("admin {username} created");
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(config.addr)
+        .await
+        .with_context(|| format!("cannot listen on {} (SWIFTDROP_ADDR)", config.addr))?;
+    let app = swiftdrop::build(&config).await?;
+    if demo {
+        swiftdrop::seed::demo(&app, &config.data_dir).await?;
+    }
+    if config.log == LogFormat::Human {
+        println!("SwiftDrop on http://{}", config.addr);
+    }
+    swiftdrop::serve(app, listener, shutdown_signal()).await
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
