@@ -65,7 +65,10 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let path = err.path().to_string();
         let inner = err.into_inner();
         match inner.classify() {
-            serde_json::error::Category::Data => ApiError::invalid(field_name(&path), data_message(&inner)),
+            serde_json::error::Category::Data => {
+                let message = data_message(&inner);
+                ApiError::invalid(&field_name(&path, &message), message)
+            }
             _ => ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "malformed_json",
@@ -83,14 +86,13 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     Ok(value)
 }
 
-/// The field a serde error points at; a missing field is reported by serde
-/// in the message rather than the path.
-fn field_name(path: &str) -> &str {
-    if path.is_empty() || path == "." {
-        "body"
-    } else {
-        path
+/// The field a serde error points at. Missing and unknown fields are named
+/// only inside the message ("missing field `x`"), not in the path.
+fn field_name(path: &str, message: &str) -> String {
+    if !path.is_empty() && path != "." {
+        return path.to_owned();
     }
+    message.split('`').nth(1).unwrap_or("body").to_owned()
 }
 
 fn data_message(err: &serde_json::Error) -> String {
@@ -105,13 +107,7 @@ pub fn parse_urlencoded<T: DeserializeOwned>(input: &str) -> Result<T, ApiError>
     serde_path_to_error::deserialize(deserializer).map_err(|err| {
         let path = err.path().to_string();
         let message = err.into_inner().to_string();
-        let field = if path.is_empty() || path == "." {
-            // A missing field is named only inside the message: "missing field `x`".
-            message.split('`').nth(1).unwrap_or("query").to_owned()
-        } else {
-            path
-        };
-        ApiError::invalid(&field, message)
+        ApiError::invalid(&field_name(&path, &message), message)
     })
 }
 

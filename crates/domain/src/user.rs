@@ -47,6 +47,14 @@ impl Role {
     }
 }
 
+impl TryFrom<String> for Role {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Role::parse(&value).ok_or_else(|| format!("unknown role {value:?}"))
+    }
+}
+
 pub const USERNAME_MIN: usize = 3;
 pub const USERNAME_MAX: usize = 50;
 pub const PASSWORD_MIN: usize = 8;
@@ -210,13 +218,5 @@ mod tests {
         assert!(check_weight(-1.0).is_err());
         assert!(check_weight(f64::NAN).is_err());
         assert!(check_weight(f64::INFINITY).is_err());
-    }
-}
-
-impl TryFrom<String> for Role {
-    type Error = String;
-
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Role::parse(&value).ok_or_else(|| format!("unknown role {value:?}"))
     }
 }

@@ -46,10 +46,8 @@ pub struct App {
 
 /// Opens the database (running migrations) and builds every service.
 pub async fn build(config: &Config) -> anyhow::Result<App> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create the data folder {}", config.data_dir.display()))?;
-    let secret = load_secret(config)?;
     let store: Arc<dyn Store> = Arc::new(open_store(config).await?);
+    let secret = load_secret(config)?;
     let bus: Arc<dyn Bus> = Arc::new(LocalBus::default());
 
     let accounts = Arc::new(AccountService::new(
@@ -89,7 +87,10 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     Ok(App { state, bus, settings })
 }
 
+/// Creates the data folder if needed, opens the database and migrates it.
 pub async fn open_store(config: &Config) -> anyhow::Result<SqlStore> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create the data folder {}", config.data_dir.display()))?;
     let options = ConnectOptions {
         url: config.database_url(),
         max_connections: config.db_max_connections,
@@ -213,7 +214,9 @@ pub(crate) fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
 pub fn init_tracing(format: config::LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match format {
         config::LogFormat::Json => builder.json().try_init(),
         config::LogFormat::Human => builder.try_init(),

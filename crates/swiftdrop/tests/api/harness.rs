@@ -1,0 +1,274 @@
+//! Starts the real server on 127.0.0.1:0 with a fresh database per test:
+//! a temporary SQLite file, or a fresh PostgreSQL schema when
+//! `SWIFTDROP_TEST_DATABASE_URL` is set.
+
+use std::net::SocketAddr;
+use std::sync::Once;
+
+use reqwest::{Client, Method, RequestBuilder, Response, StatusCode};
+use serde_json::{Value, json};
+use swiftdrop::Config;
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+
+pub const PASSWORD: &str = "Secret#123";
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: Client,
+    pub config: Config,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    pg_schema: Option<(String, String)>,
+    _data: TempDir,
+}
+
+/// Which database this run tests against.
+pub fn postgres_url() -> Option<String> {
+    std::env::var("SWIFTDROP_TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
+fn announce_backend() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| match postgres_url() {
+        Some(_) => eprintln!("integration tests: backend = postgres (SWIFTDROP_TEST_DATABASE_URL)"),
+        None => {
+            eprintln!("integration tests: backend = sqlite (set SWIFTDROP_TEST_DATABASE_URL for PostgreSQL)")
+        }
+    });
+}
+
+impl TestApp {
+    pub async fn start() -> TestApp {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts with the test defaults, adjusted by `adjust`.
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+        announce_backend();
+        let data = tempfile::tempdir().expect("temp dir");
+        let mut config = Config {
+            data_dir: data.path().to_owned(),
+            bcrypt_cost: 4,
+            // Generous by default; the tests of the limits tighten them.
+            login_attempts_per_minute: 10_000,
+            api_requests_per_second: 100_000,
+            api_burst: 100_000,
+            db_max_connections: 8,
+            ..Config::default()
+        };
+        let mut pg_schema = None;
+        if let Some(url) = postgres_url() {
+            let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
+            create_schema(&url, &schema).await;
+            let separator = if url.contains('?') { '&' } else { '?' };
+            config.database_url = Some(format!("{url}{separator}options=-c%20search_path%3D{schema}"));
+            pg_schema = Some((url, schema));
+        }
+        adjust(&mut config);
+        Self::launch(config, data, pg_schema).await
+    }
+
+    async fn launch(config: Config, data: TempDir, pg_schema: Option<(String, String)>) -> TestApp {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let app = swiftdrop::build(&config).await.expect("app builds");
+        let (shutdown, stop) = oneshot::channel::<()>();
+        let server = tokio::spawn(swiftdrop::serve(app, listener, async {
+            let _ = stop.await;
+        }));
+        let client = Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .expect("client");
+        TestApp {
+            addr,
+            client,
+            config,
+            shutdown: Some(shutdown),
+            server: Some(server),
+            pg_schema,
+            _data: data,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn request(&self, method: Method, path: &str, token: Option<&str>) -> RequestBuilder {
+        let request = self.client.request(method, self.url(path));
+        match token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Response {
+        self.request(Method::GET, path, token)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Response {
+        self.request(Method::POST, path, token)
+            .json(&body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn put(&self, path: &str, token: Option<&str>, body: Value) -> Response {
+        self.request(Method::PUT, path, token)
+            .json(&body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Registers `username` with the shared test password.
+    pub async fn register(&self, username: &str) -> Value {
+        let response = self
+            .post(
+                "/api/v1/auth/register",
+                None,
+                json!({"email": format!("{username}@example.com"), "username": username, "password": PASSWORD}),
+            )
+            .await;
+        expect_json(response, StatusCode::CREATED).await
+    }
+
+    /// Logs in and returns the token pair.
+    pub async fn login(&self, login: &str, password: &str) -> Value {
+        let response = self
+            .post(
+                "/api/v1/auth/login",
+                None,
+                json!({"username": login, "password": password}),
+            )
+            .await;
+        expect_json(response, StatusCode::OK).await
+    }
+
+    /// Registers and logs in a customer; returns (user, access token, refresh token).
+    pub async fn customer(&self, username: &str) -> (Value, String, String) {
+        let user = self.register(username).await;
+        let tokens = self.login(username, PASSWORD).await;
+        (
+            user,
+            token_of(&tokens, "access_token"),
+            token_of(&tokens, "refresh_token"),
+        )
+    }
+
+    /// Creates an admin the way an operator does, and logs in.
+    pub async fn admin(&self, username: &str) -> (Value, String) {
+        let app = swiftdrop::build(&self.config).await.expect("app builds");
+        swiftdrop::seed::create_admin(&app, &format!("{username}@example.com"), username, PASSWORD)
+            .await
+            .expect("admin created");
+        let tokens = self.login(username, PASSWORD).await;
+        let token = token_of(&tokens, "access_token");
+        let me = expect_json(self.get("/api/v1/auth/me", Some(&token)).await, StatusCode::OK).await;
+        (me, token)
+    }
+
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        match self.server.take() {
+            Some(server) => server.await.expect("server task"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some((url, schema)) = self.pg_schema.take() {
+            // Drop runs inside the test's runtime; clean up on a thread of our own.
+            let _ = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+                if let Ok(runtime) = runtime {
+                    runtime.block_on(drop_schema(&url, &schema));
+                }
+            })
+            .join();
+        }
+    }
+}
+
+async fn create_schema(url: &str, schema: &str) {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(url)
+        .await
+        .expect("SWIFTDROP_TEST_DATABASE_URL connects");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .execute(&mut conn)
+        .await
+        .expect("create schema");
+}
+
+async fn drop_schema(url: &str, schema: &str) {
+    use sqlx::Connection;
+    if let Ok(mut conn) = sqlx::PgConnection::connect(url).await {
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP SCHEMA IF EXISTS {schema} CASCADE"
+        )))
+        .execute(&mut conn)
+        .await;
+    }
+}
+
+pub fn token_of(tokens: &Value, field: &str) -> String {
+    tokens[field]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {field} in {tokens}"))
+        .to_owned()
+}
+
+/// Asserts the status and returns the JSON body.
+pub async fn expect_json(response: Response, status: StatusCode) -> Value {
+    let actual = response.status();
+    let text = response.text().await.expect("body");
+    assert_eq!(actual, status, "unexpected status; body: {text}");
+    serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"))
+}
+
+/// Asserts a problem document with this status and code; returns it.
+pub async fn expect_problem(response: Response, status: StatusCode, code: &str) -> Value {
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let problem = expect_json(response, status).await;
+    assert_eq!(content_type, "application/problem+json", "{problem}");
+    assert_eq!(problem["code"], code, "{problem}");
+    assert_eq!(problem["status"], status.as_u16(), "{problem}");
+    for field in ["type", "title", "detail"] {
+        assert!(problem[field].is_string(), "problem lacks {field}: {problem}");
+    }
+    problem
+}
+
+/// The fields named by a 422 problem.
+pub fn error_fields(problem: &Value) -> Vec<String> {
+    problem["errors"]
+        .as_array()
+        .map(|errors| {
+            errors
+                .iter()
+                .filter_map(|e| e["field"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests of the HTTP API: the real server, a real database,
+//! real HTTP.
+
+mod admin;
+mod auth;
+mod cli;
+mod harness;
+mod http;
