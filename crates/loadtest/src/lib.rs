@@ -1,1 +1,25 @@
+//! The load generator behind `swiftdrop loadtest`: it drives a running
+//! server over real HTTP and prints throughput and latency percentiles.
+//!
+//! A real crowd comes from many addresses, and the server limits each
+//! address; virtual users are therefore spread over source addresses in
+//! 127.0.0.0/8 so the per-address limits stay on while the test runs.
 
+pub mod auth;
+mod crowd;
+mod stats;
+
+use clap::Subcommand;
+
+#[derive(Debug, Subcommand)]
+pub enum Scenario {
+    /// Logins (bcrypt) at a fixed rate while signed-in users call
+    /// `GET /api/v1/auth/me`: shows hashing does not stall other requests.
+    Auth(auth::AuthOptions),
+}
+
+pub async fn run(scenario: Scenario) -> anyhow::Result<()> {
+    match scenario {
+        Scenario::Auth(options) => auth::run(options).await,
+    }
+}

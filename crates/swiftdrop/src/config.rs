@@ -74,7 +74,7 @@ impl Default for Config {
             reservation_ttl_seconds: 600,
             bcrypt_cost: 12,
             hash_concurrency: (cores / 2).max(1),
-            hash_queue: 64,
+            hash_queue: 8,
             log: LogFormat::Human,
             body_limit_bytes: 1024 * 1024,
             request_timeout_seconds: 30,

@@ -34,6 +34,11 @@ enum Command {
     Migrate,
     /// Seeds demo data and exits.
     Seed,
+    /// Drives a running server with load and prints throughput and latency percentiles.
+    Loadtest {
+        #[command(subcommand)]
+        scenario: loadtest::Scenario,
+    },
     /// Account administration.
     Admin {
         #[command(subcommand)]
@@ -57,6 +62,10 @@ enum AdminCommand {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // The load generator is a client: it needs none of the server's settings.
+    if let Command::Loadtest { scenario } = cli.command {
+        return loadtest::run(scenario).await;
+    }
     let config = Config::load(cli.config.as_deref())?;
     swiftdrop::init_tracing(config.log);
     match cli.command {
@@ -71,6 +80,7 @@ async fn main() -> anyhow::Result<()> {
             let app = swiftdrop::build(&config).await?;
             swiftdrop::seed::demo(&app, &config.data_dir).await
         }
+        Command::Loadtest { .. } => unreachable!("handled before configuration is loaded"),
         Command::Admin {
             command:
                 AdminCommand::Create {
