@@ -39,17 +39,24 @@ pub async fn run(options: AuthOptions) -> anyhow::Result<()> {
     let base = options.base_url.trim_end_matches('/').to_owned();
     // Enough addresses that 5 logins a minute per address covers the rate.
     let per_address_per_minute = 4;
-    let addresses = (options.logins_per_second as usize * 60).div_ceil(per_address_per_minute) + options.readers;
+    let addresses =
+        (options.logins_per_second as usize * 60).div_ceil(per_address_per_minute) + options.readers;
     let crowd = Arc::new(Crowd::new(addresses)?);
     let username = format!("load_{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
     let register = crowd
         .client(0)
         .post(format!("{base}/api/v1/auth/register"))
-        .json(&json!({"email": format!("{username}@example.com"), "username": username, "password": PASSWORD}))
+        .json(
+            &json!({"email": format!("{username}@example.com"), "username": username, "password": PASSWORD}),
+        )
         .send()
         .await
         .with_context(|| format!("cannot reach {base}: is `swiftdrop serve` running?"))?;
-    anyhow::ensure!(register.status() == StatusCode::CREATED, "register failed: {}", register.status());
+    anyhow::ensure!(
+        register.status() == StatusCode::CREATED,
+        "register failed: {}",
+        register.status()
+    );
     let tokens: Value = crowd
         .client(1)
         .post(format!("{base}/api/v1/auth/login"))
@@ -58,13 +65,23 @@ pub async fn run(options: AuthOptions) -> anyhow::Result<()> {
         .await?
         .json()
         .await?;
-    let token = tokens["access_token"].as_str().context("login returned no token")?.to_owned();
+    let token = tokens["access_token"]
+        .as_str()
+        .context("login returned no token")?
+        .to_owned();
 
     let seconds = Duration::from_secs(options.seconds);
-    println!("auth load test against {base}: {} readers x {}/s of GET /me", options.readers, options.reader_rate);
+    println!(
+        "auth load test against {base}: {} readers x {}/s of GET /me",
+        options.readers, options.reader_rate
+    );
 
     let baseline = read_me(&crowd, &base, &token, &options, seconds).await;
-    println!("baseline (no logins)   GET /me  {:>7} reqs  {}", baseline.count(), baseline.summary());
+    println!(
+        "baseline (no logins)   GET /me  {:>7} reqs  {}",
+        baseline.count(),
+        baseline.summary()
+    );
 
     let logins = Arc::new(Mutex::new(LoginOutcomes::default()));
     let login_task = tokio::spawn(drive_logins(
@@ -79,7 +96,11 @@ pub async fn run(options: AuthOptions) -> anyhow::Result<()> {
     let loaded = read_me(&crowd, &base, &token, &options, seconds).await;
     login_task.await?;
     let logins = logins.lock().await;
-    println!("with logins            GET /me  {:>7} reqs  {}", loaded.count(), loaded.summary());
+    println!(
+        "with logins            GET /me  {:>7} reqs  {}",
+        loaded.count(),
+        loaded.summary()
+    );
     let secs = options.seconds as f64;
     println!(
         "logins: {:.1}/s sent, {:.1}/s succeeded, {:.1}/s shed (503), {:.1}/s limited (429), {} other; latency {}",

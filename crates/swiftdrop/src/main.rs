@@ -63,12 +63,13 @@ enum AdminCommand {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // The load generator is a client: it needs none of the server's settings.
-    if let Command::Loadtest { scenario } = cli.command {
-        return loadtest::run(scenario).await;
-    }
+    let command = match cli.command {
+        Command::Loadtest { scenario } => return loadtest::run(scenario).await,
+        server_command => server_command,
+    };
     let config = Config::load(cli.config.as_deref())?;
     swiftdrop::init_tracing(config.log);
-    match cli.command {
+    match command {
         Command::Serve { demo } => serve(config, demo).await,
         Command::Api | Command::Notifier | Command::Worker => serve(config, false).await,
         Command::Migrate => {
@@ -80,7 +81,7 @@ async fn main() -> anyhow::Result<()> {
             let app = swiftdrop::build(&config).await?;
             swiftdrop::seed::demo(&app, &config.data_dir).await
         }
-        Command::Loadtest { .. } => unreachable!("handled before configuration is loaded"),
+        Command::Loadtest { scenario } => loadtest::run(scenario).await,
         Command::Admin {
             command:
                 AdminCommand::Create {
