@@ -139,6 +139,7 @@ impl From<services::Error> for ApiError {
             E::NotFound => ApiError::not_found(),
             E::Conflict { code, detail } => ApiError::new(StatusCode::CONFLICT, code, detail),
             E::Unauthorized(detail) => ApiError::unauthorized(detail),
+            E::TooLarge(detail) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", detail),
             E::Forbidden(detail) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", detail),
             E::Overloaded { retry_after_seconds } => ApiError {
                 retry_after: Some(retry_after_seconds),

@@ -35,6 +35,8 @@ pub use state::{AppState, HttpSettings, Limits};
     tags(
         (name = "auth", description = "Accounts and tokens"),
         (name = "profile", description = "The caller's profile"),
+        (name = "catalog", description = "Products, reviews and wishlists"),
+        (name = "uploads", description = "Images and PDFs"),
         (name = "admin", description = "Administration"),
     )
 )]
@@ -57,35 +59,43 @@ impl Modify for BearerAuth {
     }
 }
 
-/// The `/api` routes and the OpenAPI document generated from them.
-fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+/// The `/api` routes and the OpenAPI document generated from them. JSON
+/// routes take the configured body limit; uploads their own, larger one.
+fn api_routes(body_limit: usize) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (json, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(routes::auth::routes())
         .merge(routes::profile::routes())
+        .merge(routes::catalog::routes())
         .merge(routes::admin::routes())
-        .split_for_parts()
+        .split_for_parts();
+    let (uploads, uploads_doc) = routes::uploads::routes().split_for_parts();
+    openapi.merge(uploads_doc);
+    let upload_limit = services::uploads::MAX_UPLOAD_BYTES + 64 * 1024;
+    let router = json
+        .layer(DefaultBodyLimit::max(body_limit))
+        .merge(uploads.layer(DefaultBodyLimit::max(upload_limit)));
+    (router, openapi)
 }
 
 /// The OpenAPI document of every `/api` route.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_routes().1
+    api_routes(0).1
 }
 
 /// The whole HTTP surface: API, service endpoints and docs, with the
 /// cross-cutting layers. `pages` (the web UI) is merged in by the caller.
 pub fn router(state: AppState, settings: &HttpSettings, pages: Router<AppState>) -> Router {
-    let (api, openapi) = api_routes();
-    let api = api
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            middleware::api_rate_limit,
-        ))
-        .layer(DefaultBodyLimit::max(settings.body_limit));
+    let (api, openapi) = api_routes(settings.body_limit);
+    let api = api.layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        middleware::api_rate_limit,
+    ));
 
     let service = Router::new()
         .route("/health", get(routes::service::health))
         .route("/ready", get(routes::service::ready))
-        .route("/metrics", get(routes::service::metrics));
+        .route("/metrics", get(routes::service::metrics))
+        .route("/uploads/{key}", get(routes::uploads::serve_upload));
 
     let request_id = HeaderName::from_static("x-request-id");
     let layers = ServiceBuilder::new()

@@ -5,12 +5,16 @@ use std::time::Duration;
 use gates::RateLimiter;
 use metrics_exporter_prometheus::PrometheusHandle;
 use services::accounts::AccountService;
+use services::catalog::CatalogService;
+use services::uploads::UploadService;
 use store::Store;
 
 /// Everything a handler can reach: shared services, no globals.
 #[derive(Clone)]
 pub struct AppState {
     pub accounts: Arc<AccountService>,
+    pub catalog: Arc<CatalogService>,
+    pub uploads: Arc<UploadService>,
     pub store: Arc<dyn Store>,
     pub limits: Arc<Limits>,
     pub trusted_proxies: Arc<[IpAddr]>,

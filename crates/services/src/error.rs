@@ -17,6 +17,9 @@ pub enum Error {
     Unauthorized(&'static str),
     #[error("{0}")]
     Forbidden(&'static str),
+    /// The request carries more than this endpoint accepts.
+    #[error("{0}")]
+    TooLarge(&'static str),
     /// Too much work queued (e.g. password hashing): retry later.
     #[error("server busy")]
     Overloaded { retry_after_seconds: u64 },

@@ -2,7 +2,9 @@
 //! applies the rules of `domain`, and drives the store, gates and bus.
 
 pub mod accounts;
+pub mod catalog;
 mod error;
+pub mod uploads;
 
 pub use error::Error;
 

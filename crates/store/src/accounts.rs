@@ -106,6 +106,8 @@ pub trait AccountStore {
     async fn set_active(&self, id: Uuid, active: bool) -> Result<User>;
     async fn list_users(&self, filter: &UserFilter, page: &PageRequest<DateTime<Utc>>) -> Result<Vec<User>>;
     async fn auth_state(&self, user_id: Uuid, revoked_since: DateTime<Utc>) -> Result<AuthState>;
+    /// (total, active, admins), counted by the database.
+    async fn user_counts(&self) -> Result<(i64, i64, i64)>;
 
     async fn create_session(&self, user_id: Uuid, session_id: Uuid, refresh: NewRefreshToken) -> Result<()>;
     async fn rotate_refresh_token(&self, token_hash: &str, next: NewRefreshToken) -> Result<RefreshOutcome>;
@@ -295,6 +297,17 @@ impl AccountStore for SqlStore {
             let role = Role::try_from(role).map_err(StoreError::Corrupt)?;
             Ok(AuthState { role, is_active, token_epoch, revoked_sessions })
         })
+    }
+
+    async fn user_counts(&self) -> Result<(i64, i64, i64)> {
+        on_pool!(self, pool => Ok(sqlx::query_as(
+            "SELECT COUNT(*), \
+               CAST(COALESCE(SUM(CASE WHEN is_active THEN 1 ELSE 0 END), 0) AS BIGINT), \
+               CAST(COALESCE(SUM(CASE WHEN role = 'admin' THEN 1 ELSE 0 END), 0) AS BIGINT) \
+             FROM users",
+        )
+        .fetch_one(pool)
+        .await?))
     }
 
     async fn create_session(&self, user_id: Uuid, session_id: Uuid, refresh: NewRefreshToken) -> Result<()> {

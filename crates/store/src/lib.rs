@@ -10,16 +10,18 @@
 #[macro_use]
 mod db;
 pub mod accounts;
+pub mod catalog;
 mod error;
 
 pub use accounts::AccountStore;
+pub use catalog::CatalogStore;
 pub use db::{Backend, ConnectOptions, SqlStore};
 pub use error::StoreError;
 
 /// Everything the services need from storage. One object implements every
 /// domain's repository trait; services hold it as `Arc<dyn Store>`.
 #[async_trait::async_trait]
-pub trait Store: AccountStore + Send + Sync + 'static {
+pub trait Store: AccountStore + CatalogStore + Send + Sync + 'static {
     fn backend(&self) -> Backend;
     /// Answers when the database does: used by `/ready`.
     async fn ping(&self) -> Result<()>;

@@ -50,6 +50,11 @@ pub struct Config {
     pub api_requests_per_second: u32,
     pub api_burst: u32,
     pub db_max_connections: u32,
+    /// S3-compatible bucket for uploads; unset keeps them in the data folder.
+    pub s3_bucket: Option<String>,
+    /// Endpoint of an S3-compatible service (MinIO, R2, ...); unset for AWS.
+    pub s3_endpoint: Option<String>,
+    pub s3_region: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,6 +89,9 @@ impl Default for Config {
             api_requests_per_second: 100,
             api_burst: 200,
             db_max_connections: 16,
+            s3_bucket: None,
+            s3_endpoint: None,
+            s3_region: None,
         }
     }
 }

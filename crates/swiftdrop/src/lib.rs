@@ -18,6 +18,8 @@ use hmac_key::derive_key;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use realtime::{Bus, LocalBus};
 use services::accounts::{AccountService, AccountSettings};
+use services::catalog::CatalogService;
+use services::uploads::UploadService;
 use store::{ConnectOptions, SqlStore, Store};
 use tokio::net::TcpListener;
 
@@ -63,6 +65,11 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
             hash_queue: config.hash_queue,
         },
     )?);
+    let catalog = Arc::new(CatalogService::new(
+        store.clone(),
+        CursorCodec::new(&derive_key(&secret, "cursor")),
+    ));
+    let uploads = Arc::new(UploadService::new(store.clone(), object_store(config)?));
     let limits = Arc::new(Limits {
         login: Arc::new(LocalRateLimiter::new(Quota::per_minute(
             config.login_attempts_per_minute,
@@ -74,6 +81,8 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     });
     let state = AppState {
         accounts,
+        catalog,
+        uploads,
         store,
         limits,
         trusted_proxies: config.trusted_proxy_ips()?.into(),
@@ -99,6 +108,33 @@ pub async fn open_store(config: &Config) -> anyhow::Result<SqlStore> {
     SqlStore::connect(&options)
         .await
         .context("cannot open the database (check DATABASE_URL)")
+}
+
+/// Where uploads are kept: an S3-compatible bucket when configured, else
+/// `uploads/` in the data folder.
+fn object_store(config: &Config) -> anyhow::Result<Arc<dyn object_store::ObjectStore>> {
+    if let Some(bucket) = &config.s3_bucket {
+        // Credentials come from the usual AWS_* environment variables.
+        let mut builder = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
+        if let Some(endpoint) = &config.s3_endpoint {
+            builder = builder
+                .with_endpoint(endpoint)
+                .with_allow_http(endpoint.starts_with("http://"))
+                .with_virtual_hosted_style_request(false);
+        }
+        if let Some(region) = &config.s3_region {
+            builder = builder.with_region(region);
+        }
+        let store = builder
+            .build()
+            .context("invalid S3 settings (SWIFTDROP_S3_*, AWS_*)")?;
+        return Ok(Arc::new(store));
+    }
+    let folder = config.data_dir.join("uploads");
+    std::fs::create_dir_all(&folder).with_context(|| format!("cannot create {}", folder.display()))?;
+    let store = object_store::local::LocalFileSystem::new_with_prefix(&folder)
+        .with_context(|| format!("cannot use {} for uploads", folder.display()))?;
+    Ok(Arc::new(store))
 }
 
 /// Serves until `shutdown` resolves, then stops accepting, lets in-flight

@@ -3,7 +3,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use domain::user::Role;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use store::accounts::{AdminUpdate, UserFilter};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{Admin, Json, Path, Query};
 use crate::state::AppState;
-use crate::views::{PageView, UserView};
+use crate::views::{PageView, ProductView, UserView};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -21,6 +21,54 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(update_user))
         .routes(routes!(deactivate_user))
         .routes(routes!(activate_user))
+        .routes(routes!(dashboard))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ProductSummaryView {
+    total: i64,
+    /// Mean of every review of every listed product; null when none.
+    average_rating: Option<f64>,
+    highest_priced: Option<ProductView>,
+    /// The five most recently added.
+    recent: Vec<ProductView>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UserSummaryView {
+    total: i64,
+    active: i64,
+    admins: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DashboardView {
+    products: ProductSummaryView,
+    users: UserSummaryView,
+}
+
+/// Catalog and user figures, computed by aggregate queries.
+#[utoipa::path(get, path = "/api/v1/admin/dashboard", tag = "admin",
+    responses((status = 200, body = DashboardView), (status = 403, body = Problem)), security(("bearer" = [])))]
+async fn dashboard(
+    State(state): State<AppState>,
+    Admin(_admin): Admin,
+) -> ApiResult<axum::Json<DashboardView>> {
+    let products = state.catalog.dashboard().await?;
+    let (total, active, admins) = state.accounts.user_counts().await?;
+    Ok(axum::Json(DashboardView {
+        products: ProductSummaryView {
+            total: products.total,
+            average_rating: products.average_rating,
+            highest_priced: products.highest_priced.map(ProductView::from),
+            recent: products.recent.into_iter().map(ProductView::from).collect(),
+        },
+        users: UserSummaryView {
+            total,
+            active,
+            admins,
+        },
+    }))
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -3,5 +3,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod catalog;
 pub mod profile;
 pub mod service;
+pub mod uploads;

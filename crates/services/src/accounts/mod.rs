@@ -324,6 +324,11 @@ impl AccountService {
         }))
     }
 
+    /// (total, active, admins) for the admin dashboard.
+    pub async fn user_counts(&self) -> Result<(i64, i64, i64)> {
+        Ok(self.store.user_counts().await?)
+    }
+
     pub async fn update_by_admin(&self, id: Uuid, update: AdminUpdate) -> Result<User> {
         if let Some(weight) = update.weight {
             user::check_weight(weight).map_err(|m| Error::invalid("weight", m))?;
