@@ -66,6 +66,20 @@ impl CatalogService {
         Ok(self.store.create_product(product).await?)
     }
 
+    /// Validates and inserts many products at once.
+    pub async fn import_products(&self, inputs: Vec<ProductInput>) -> Result<u64> {
+        let products = inputs
+            .into_iter()
+            .map(catalog::validate_product)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(self.store.create_products(&products).await?)
+    }
+
+    /// How many products are listed (for seeding once).
+    pub async fn product_count(&self) -> Result<i64> {
+        Ok(self.store.product_stats().await?.total)
+    }
+
     pub async fn update_product(&self, id: Uuid, input: ProductInput) -> Result<Product> {
         let product = catalog::validate_product(input)?;
         Ok(self.store.update_product(id, product).await?)

@@ -10,7 +10,7 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use crate::db::{BeginWrite, contains_pattern};
-use crate::{Result, SqlStore, StoreError};
+use crate::{Backend, Result, SqlStore, Store, StoreError};
 
 #[derive(Debug, Clone, FromRow, Serialize)]
 pub struct Product {
@@ -179,6 +179,8 @@ pub struct NewUpload {
 #[async_trait]
 pub trait CatalogStore {
     async fn create_product(&self, product: ProductInput) -> Result<Product>;
+    /// Inserts many products in one transaction (seeding, imports).
+    async fn create_products(&self, products: &[ProductInput]) -> Result<u64>;
     async fn update_product(&self, id: Uuid, product: ProductInput) -> Result<Product>;
     async fn delete_product(&self, id: Uuid) -> Result<()>;
     /// A product that is not deleted.
@@ -259,6 +261,41 @@ impl CatalogStore for SqlStore {
         })
     }
 
+    async fn create_products(&self, products: &[ProductInput]) -> Result<u64> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            for product in products {
+                let id = Uuid::now_v7();
+                let now = domain::clock::now();
+                sqlx::query(
+                    "INSERT INTO products (id, name, description, category, tags, price_cents, currency, \
+                     image_url, created_at, updated_at, name_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10)",
+                )
+                .bind(id)
+                .bind(&product.name)
+                .bind(&product.description)
+                .bind(&product.category)
+                .bind(Json(&product.tags))
+                .bind(product.price_cents)
+                .bind(&product.currency)
+                .bind(&product.image_url)
+                .bind(now)
+                .bind(name_key(&product.name))
+                .execute(&mut *tx)
+                .await?;
+                for tag in &product.tags {
+                    sqlx::query("INSERT INTO product_tags (tag, product_id) VALUES ($1, $2)")
+                        .bind(tag)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            tx.commit().await?;
+            Ok(products.len() as u64)
+        })
+    }
+
     async fn update_product(&self, id: Uuid, product: ProductInput) -> Result<Product> {
         let sql = format!(
             "UPDATE products SET name = $2, description = $3, category = $4, tags = $5, price_cents = $6, \
@@ -323,6 +360,7 @@ impl CatalogStore for SqlStore {
         } else {
             ("ASC", ">")
         };
+        let fts_search = self.backend() == Backend::Sqlite;
         on_pool!(self, pool => {
             let mut query = sqlx::QueryBuilder::new(format!(
                 "SELECT {PRODUCT_COLUMNS} FROM products WHERE deleted_at IS NULL"
@@ -331,8 +369,9 @@ impl CatalogStore for SqlStore {
                 query.push(" AND category = ").push_bind(category.clone());
             }
             if let Some(tag) = &filter.tag {
+                // A correlated probe, so the page still walks the sort index in order.
                 query
-                    .push(" AND id IN (SELECT product_id FROM product_tags WHERE tag = ")
+                    .push(" AND EXISTS (SELECT 1 FROM product_tags t WHERE t.product_id = products.id AND t.tag = ")
                     .push_bind(tag.clone())
                     .push(")");
             }
@@ -343,13 +382,7 @@ impl CatalogStore for SqlStore {
                 query.push(" AND price_cents <= ").push_bind(max);
             }
             if let Some(search) = filter.search.as_deref() {
-                let pattern = contains_pattern(search);
-                query
-                    .push(" AND (lower(name) LIKE ")
-                    .push_bind(pattern.clone())
-                    .push(" ESCAPE '\\' OR lower(description) LIKE ")
-                    .push_bind(pattern)
-                    .push(" ESCAPE '\\')");
+                push_search(&mut query, fts_search, search);
             }
             if let Some(after) = &listing.page.after {
                 query.push(format!(" AND ({key}, id) {comparison} ("));
@@ -586,6 +619,31 @@ impl CatalogStore for SqlStore {
             .await?;
             Ok(())
         })
+    }
+}
+
+/// Case-insensitive substring search on name and description. On SQLite a
+/// term of three or more characters goes through the FTS5 trigram index
+/// (shorter ones cannot); on PostgreSQL the trigram GIN indexes serve the
+/// `LIKE` directly.
+fn push_search<DB: sqlx::Database>(query: &mut sqlx::QueryBuilder<DB>, fts: bool, term: &str)
+where
+    String: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    if fts && term.chars().count() >= 3 {
+        let phrase = format!("{{name description}}: \"{}\"", term.replace('"', "\"\""));
+        query
+            .push(" AND rowid IN (SELECT rowid FROM products_search WHERE products_search MATCH ")
+            .push_bind(phrase)
+            .push(")");
+    } else {
+        let pattern = contains_pattern(term);
+        query
+            .push(" AND (lower(name) LIKE ")
+            .push_bind(pattern.clone())
+            .push(" ESCAPE '\\' OR lower(description) LIKE ")
+            .push_bind(pattern)
+            .push(" ESCAPE '\\')");
     }
 }
 

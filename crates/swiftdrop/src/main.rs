@@ -32,8 +32,12 @@ enum Command {
     Worker,
     /// Applies database migrations and exits.
     Migrate,
-    /// Seeds demo data and exits.
-    Seed,
+    /// Seeds the demo data (once) and exits.
+    Seed {
+        /// Also add this many generated products (to try the catalog at scale).
+        #[arg(long, default_value_t = 0)]
+        products: usize,
+    },
     /// Drives a running server with load and prints throughput and latency percentiles.
     Loadtest {
         #[command(subcommand)]
@@ -77,9 +81,10 @@ async fn main() -> anyhow::Result<()> {
             println!("migrations applied");
             Ok(())
         }
-        Command::Seed => {
+        Command::Seed { products } => {
             let app = swiftdrop::build(&config).await?;
-            swiftdrop::seed::demo(&app, &config.data_dir).await
+            swiftdrop::seed::demo(&app, &config.data_dir).await?;
+            swiftdrop::seed::bulk_products(&app, products).await
         }
         Command::Loadtest { scenario } => loadtest::run(scenario).await,
         Command::Admin {

@@ -1,6 +1,7 @@
-//! First data: the `admin create` command and the `--demo` seed.
+//! First data: the `admin create` command and the demo seed.
 
 use anyhow::Context;
+use domain::catalog::ProductInput;
 use domain::user::Role;
 use services::accounts::Registration;
 
@@ -25,23 +26,187 @@ pub async fn create_admin(app: &App, email: &str, username: &str, password: &str
 }
 
 /// Seeds the demo once: an admin whose password is generated, printed and
-/// kept in the data folder so later runs can print it again.
+/// kept in the data folder so later runs can print it again, and a catalog
+/// worth browsing.
 pub async fn demo(app: &App, data_dir: &std::path::Path) -> anyhow::Result<()> {
     let password_file = data_dir.join("demo-admin-password.txt");
-    if password_file.exists() {
-        let password = std::fs::read_to_string(&password_file).context("cannot read the demo password")?;
-        print_demo_admin(password.trim());
-        return Ok(());
+    let password = if password_file.exists() {
+        std::fs::read_to_string(&password_file)
+            .context("cannot read the demo password")?
+            .trim()
+            .to_owned()
+    } else {
+        let password = demo_password();
+        create_admin(app, DEMO_ADMIN_EMAIL, "admin", &password).await?;
+        crate::write_private(&password_file, &password)?;
+        password
+    };
+    if app
+        .state
+        .catalog
+        .product_count()
+        .await
+        .map_err(anyhow::Error::msg)?
+        == 0
+    {
+        seed_products(app, demo_catalog()).await?;
     }
-    let password = demo_password();
-    create_admin(app, DEMO_ADMIN_EMAIL, "admin", &password).await?;
-    crate::write_private(&password_file, &password)?;
-    print_demo_admin(&password);
+    println!("demo admin: {DEMO_ADMIN_EMAIL} / {password}");
     Ok(())
 }
 
-fn print_demo_admin(password: &str) {
-    println!("demo admin: {DEMO_ADMIN_EMAIL} / {password}");
+/// Adds `count` generated products (for trying the catalog at scale).
+pub async fn bulk_products(app: &App, count: usize) -> anyhow::Result<()> {
+    const BATCH: usize = 2_000;
+    if count == 0 {
+        return Ok(());
+    }
+    let mut done = 0;
+    while done < count {
+        let batch: Vec<ProductInput> = (done..count.min(done + BATCH)).map(generated_product).collect();
+        done += batch.len();
+        seed_products(app, batch).await?;
+    }
+    println!("added {count} products");
+    Ok(())
+}
+
+async fn seed_products(app: &App, products: Vec<ProductInput>) -> anyhow::Result<()> {
+    app.state
+        .catalog
+        .import_products(products)
+        .await
+        .map_err(|err| anyhow::anyhow!("cannot seed products: {err}"))?;
+    Ok(())
+}
+
+const CATEGORIES: [(&str, &[&str]); 6] = [
+    (
+        "sneakers",
+        &[
+            "Runner",
+            "Court Classic",
+            "Trail Blazer",
+            "High Top",
+            "Slip-On",
+            "Retro Jogger",
+            "Skate Pro",
+            "Canvas Low",
+        ],
+    ),
+    (
+        "streetwear",
+        &[
+            "Hoodie",
+            "Bomber Jacket",
+            "Cargo Pants",
+            "Graphic Tee",
+            "Beanie",
+            "Track Jacket",
+            "Crewneck",
+            "Bucket Hat",
+        ],
+    ),
+    (
+        "electronics",
+        &[
+            "Wireless Earbuds",
+            "Smart Watch",
+            "Mechanical Keyboard",
+            "Portable Speaker",
+            "Action Camera",
+            "E-Reader",
+            "Power Bank",
+            "Drone",
+        ],
+    ),
+    (
+        "home",
+        &[
+            "Pour-Over Kettle",
+            "Ceramic Mug Set",
+            "Linen Throw",
+            "Desk Lamp",
+            "Cast Iron Pan",
+            "Plant Pot",
+            "Wool Rug",
+            "Scented Candle",
+        ],
+    ),
+    (
+        "collectibles",
+        &[
+            "Vinyl Figure",
+            "Trading Card Box",
+            "Art Print",
+            "Enamel Pin Set",
+            "Signed Poster",
+            "Model Kit",
+            "Limited Comic",
+            "Designer Toy",
+        ],
+    ),
+    (
+        "beauty",
+        &[
+            "Face Serum",
+            "Lip Kit",
+            "Perfume",
+            "Hair Oil",
+            "Clay Mask",
+            "Sun Cream",
+            "Eye Palette",
+            "Body Lotion",
+        ],
+    ),
+];
+const EDITIONS: [&str; 4] = ["", "Limited", "Drop 01", "Collab"];
+const COLOURS: [&str; 6] = ["black", "white", "red", "blue", "green", "gold"];
+
+fn demo_catalog() -> Vec<ProductInput> {
+    CATEGORIES
+        .iter()
+        .enumerate()
+        .flat_map(|(c, (category, names))| {
+            names.iter().enumerate().map(move |(n, name)| {
+                let edition = EDITIONS[(c + n) % EDITIONS.len()];
+                let colour = COLOURS[(c * 3 + n) % COLOURS.len()];
+                let full_name = if edition.is_empty() {
+                    (*name).to_owned()
+                } else {
+                    format!("{name} {edition}")
+                };
+                let mut tags = vec![colour.to_owned()];
+                if !edition.is_empty() {
+                    tags.push(edition.to_lowercase().replace(' ', "-"));
+                }
+                ProductInput {
+                    description: format!("{full_name} in {colour}. A SwiftDrop {category} favourite."),
+                    name: full_name,
+                    category: (*category).to_owned(),
+                    tags,
+                    price_cents: 990 + ((c * 37 + n * 53) % 40) as i64 * 500,
+                    currency: "EUR".to_owned(),
+                    image_url: None,
+                }
+            })
+        })
+        .collect()
+}
+
+fn generated_product(i: usize) -> ProductInput {
+    let (category, names) = CATEGORIES[i % CATEGORIES.len()];
+    let name = names[(i / CATEGORIES.len()) % names.len()];
+    let colour = COLOURS[(i / 7) % COLOURS.len()];
+    ProductInput {
+        name: format!("{name} #{i}"),
+        description: format!("{name} in {colour}, batch {}", i / 1000),
+        category: category.to_owned(),
+        tags: vec![colour.to_owned()],
+        price_cents: 100 + ((i * 7919) % 100_000) as i64,
+        currency: "EUR".to_owned(),
+        image_url: None,
+    }
 }
 
 /// A random password that meets the password rules.

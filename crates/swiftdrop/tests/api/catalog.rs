@@ -308,6 +308,13 @@ async fn admins_manage_products_and_soft_delete_keeps_reviews() {
     assert_eq!(updated["created_at"], created["created_at"]);
     let by_tag = expect_json(app.get("/api/v1/products?tag=large", None).await, StatusCode::OK).await;
     assert_eq!(by_tag["data"].as_array().unwrap().len(), 1);
+    // Search follows the edit: the new name is found, the old text is not.
+    let found = expect_json(
+        app.get("/api/v1/products?search=pot%20xl", None).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(found["data"].as_array().unwrap().len(), 1);
 
     let review_path = format!("/api/v1/products/{id}/reviews");
     expect_json(
