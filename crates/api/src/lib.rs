@@ -37,6 +37,8 @@ pub use state::{AppState, HttpSettings, Limits};
         (name = "profile", description = "The caller's profile"),
         (name = "catalog", description = "Products, reviews and wishlists"),
         (name = "uploads", description = "Images and PDFs"),
+        (name = "events", description = "Community events and drops"),
+        (name = "sales", description = "Purchases and orders"),
         (name = "admin", description = "Administration"),
     )
 )]
@@ -66,6 +68,8 @@ fn api_routes(body_limit: usize) -> (Router<AppState>, utoipa::openapi::OpenApi)
         .merge(routes::auth::routes())
         .merge(routes::profile::routes())
         .merge(routes::catalog::routes())
+        .merge(routes::events::routes())
+        .merge(routes::sales::routes())
         .merge(routes::admin::routes())
         .split_for_parts();
     let (uploads, uploads_doc) = routes::uploads::routes().split_for_parts();

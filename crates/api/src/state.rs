@@ -6,6 +6,8 @@ use gates::RateLimiter;
 use metrics_exporter_prometheus::PrometheusHandle;
 use services::accounts::AccountService;
 use services::catalog::CatalogService;
+use services::events::EventService;
+use services::sales::SalesService;
 use services::uploads::UploadService;
 use store::Store;
 
@@ -15,6 +17,8 @@ pub struct AppState {
     pub accounts: Arc<AccountService>,
     pub catalog: Arc<CatalogService>,
     pub uploads: Arc<UploadService>,
+    pub events: Arc<EventService>,
+    pub sales: Arc<SalesService>,
     pub store: Arc<dyn Store>,
     pub limits: Arc<Limits>,
     pub trusted_proxies: Arc<[IpAddr]>,
@@ -27,6 +31,8 @@ pub struct Limits {
     pub login: Arc<dyn RateLimiter>,
     /// Every `/api` request.
     pub api: Arc<dyn RateLimiter>,
+    /// Purchase attempts.
+    pub purchase: Arc<dyn RateLimiter>,
 }
 
 /// HTTP behaviour that is configured rather than coded.

@@ -186,3 +186,172 @@ impl From<services::catalog::RatingSummary> for ReviewSummaryView {
         }
     }
 }
+
+/// A GeoJSON point: `{"type": "Point", "coordinates": [lng, lat]}`.
+#[derive(Debug, Serialize, serde::Deserialize, ToSchema)]
+pub struct GeoJsonPoint {
+    #[serde(rename = "type")]
+    #[schema(example = "Point")]
+    pub kind: String,
+    /// `[longitude, latitude]`.
+    pub coordinates: [f64; 2],
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventItemView {
+    pub id: Uuid,
+    pub event_id: Uuid,
+    pub product_id: Uuid,
+    pub name: String,
+    pub price_cents: i64,
+    pub currency: String,
+    pub stock_total: i64,
+    /// Live: what is left to buy now.
+    pub stock_remaining: i64,
+    pub per_user_limit: Option<i64>,
+}
+
+impl From<&store::events::EventItem> for EventItemView {
+    fn from(item: &store::events::EventItem) -> Self {
+        EventItemView {
+            id: item.id,
+            event_id: item.event_id,
+            product_id: item.product_id,
+            name: item.name.clone(),
+            price_cents: item.price_cents,
+            currency: item.currency.clone(),
+            stock_total: item.stock_total,
+            stock_remaining: item.stock_remaining,
+            per_user_limit: item.per_user_limit,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventView {
+    pub id: Uuid,
+    pub title: String,
+    pub description: String,
+    pub location: String,
+    pub start_time: DateTime<Utc>,
+    pub end_time: DateTime<Utc>,
+    pub tags: Vec<String>,
+    pub max_attendees: Option<i64>,
+    pub attendee_count: i64,
+    #[schema(example = "live")]
+    pub status: &'static str,
+    pub attachment_url: Option<String>,
+    pub coordinates: Option<GeoJsonPoint>,
+    pub reservation_ttl_seconds: Option<i64>,
+    pub created_by: Uuid,
+    pub created_by_username: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub items: Vec<EventItemView>,
+    /// Auctions of this event (none until auctions are attached).
+    #[schema(value_type = Vec<Object>)]
+    pub auctions: Vec<serde_json::Value>,
+}
+
+impl From<&services::events::EventDetails> for EventView {
+    fn from(details: &services::events::EventDetails) -> Self {
+        let event = &details.event;
+        EventView {
+            id: event.id,
+            title: event.title.clone(),
+            description: event.description.clone(),
+            location: event.location.clone(),
+            start_time: event.start_time,
+            end_time: event.end_time,
+            tags: event.tags.0.clone(),
+            max_attendees: event.max_attendees,
+            attendee_count: event.attendee_count,
+            status: event.status.as_str(),
+            attachment_url: event.attachment_url.clone(),
+            coordinates: match (event.longitude, event.latitude) {
+                (Some(lng), Some(lat)) => Some(GeoJsonPoint { kind: "Point".into(), coordinates: [lng, lat] }),
+                _ => None,
+            },
+            reservation_ttl_seconds: event.reservation_ttl_seconds,
+            created_by: event.created_by,
+            created_by_username: event.created_by_username.clone(),
+            created_at: event.created_at,
+            updated_at: event.updated_at,
+            items: details.items.iter().map(EventItemView::from).collect(),
+            auctions: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CommentView {
+    pub id: Uuid,
+    pub event_id: Uuid,
+    pub parent_id: Option<Uuid>,
+    pub user_id: Uuid,
+    pub username: String,
+    pub body: String,
+    pub created_at: DateTime<Utc>,
+    /// Replies, each with its own replies, oldest first.
+    #[schema(value_type = Vec<Object>)]
+    pub replies: Vec<CommentView>,
+}
+
+impl From<store::events::Comment> for CommentView {
+    fn from(comment: store::events::Comment) -> Self {
+        CommentView {
+            id: comment.id,
+            event_id: comment.event_id,
+            parent_id: comment.parent_id,
+            user_id: comment.user_id,
+            username: comment.username,
+            body: comment.body,
+            created_at: comment.created_at,
+            replies: Vec::new(),
+        }
+    }
+}
+
+impl From<services::events::Thread> for CommentView {
+    fn from(thread: services::events::Thread) -> Self {
+        let mut view = CommentView::from(thread.comment);
+        view.replies = thread.replies.into_iter().map(CommentView::from).collect();
+        view
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderView {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub event_id: Uuid,
+    pub event_item_id: Uuid,
+    pub product_id: Uuid,
+    pub quantity: i64,
+    pub unit_price_cents: i64,
+    pub currency: String,
+    #[schema(example = "reserved")]
+    pub status: &'static str,
+    pub expires_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<store::sales::Order> for OrderView {
+    fn from(order: store::sales::Order) -> Self {
+        OrderView {
+            id: order.id,
+            user_id: order.user_id,
+            event_id: order.event_id,
+            event_item_id: order.event_item_id,
+            product_id: order.product_id,
+            quantity: order.quantity,
+            unit_price_cents: order.unit_price_cents,
+            currency: order.currency,
+            status: order.status.as_str(),
+            expires_at: order.expires_at,
+            created_at: order.created_at,
+            updated_at: order.updated_at,
+        }
+    }
+}

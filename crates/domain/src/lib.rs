@@ -6,7 +6,9 @@
 pub mod catalog;
 pub mod clock;
 pub mod cursor;
+pub mod events;
 pub mod page;
+pub mod sales;
 pub mod user;
 pub mod validation;
 

@@ -6,5 +6,7 @@
 //! share the counters.
 
 pub mod rate_limit;
+pub mod stock;
 
 pub use rate_limit::{LocalRateLimiter, Quota, RateLimiter, RetryAfter};
+pub use stock::{Admission, StockGate};

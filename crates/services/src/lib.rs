@@ -3,6 +3,9 @@
 
 pub mod accounts;
 pub mod catalog;
+pub mod events;
+pub mod sales;
+pub mod scheduler;
 mod error;
 pub mod uploads;
 

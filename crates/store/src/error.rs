@@ -6,6 +6,16 @@ pub enum StoreError {
     /// A unique constraint refused the write; the field names what clashed.
     #[error("{0} is already taken")]
     Conflict(&'static str),
+    /// The data refers to something missing or breaks a stored rule; the
+    /// field says which input is at fault.
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+    /// The row is in a state that refuses this change.
+    #[error("not editable in its current state")]
+    NotEditable,
+    /// A capacity guard refused the write.
+    #[error("full")]
+    Full,
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
     #[error("database error: {0}")]

@@ -11,17 +11,21 @@
 mod db;
 pub mod accounts;
 pub mod catalog;
+pub mod events;
+pub mod sales;
 mod error;
 
 pub use accounts::AccountStore;
 pub use catalog::CatalogStore;
+pub use events::EventStore;
+pub use sales::SalesStore;
 pub use db::{Backend, ConnectOptions, SqlStore};
 pub use error::StoreError;
 
 /// Everything the services need from storage. One object implements every
 /// domain's repository trait; services hold it as `Arc<dyn Store>`.
 #[async_trait::async_trait]
-pub trait Store: AccountStore + CatalogStore + Send + Sync + 'static {
+pub trait Store: AccountStore + CatalogStore + EventStore + SalesStore + Send + Sync + 'static {
     fn backend(&self) -> Backend;
     /// Answers when the database does: used by `/ready`.
     async fn ping(&self) -> Result<()>;

@@ -50,6 +50,9 @@ pub struct Config {
     pub api_requests_per_second: u32,
     pub api_burst: u32,
     pub db_max_connections: u32,
+    /// Purchase attempts per second per address, and their burst.
+    pub purchase_requests_per_second: u32,
+    pub purchase_burst: u32,
     /// S3-compatible bucket for uploads; unset keeps them in the data folder.
     pub s3_bucket: Option<String>,
     /// Endpoint of an S3-compatible service (MinIO, R2, ...); unset for AWS.
@@ -89,6 +92,8 @@ impl Default for Config {
             api_requests_per_second: 100,
             api_burst: 200,
             db_max_connections: 16,
+            purchase_requests_per_second: 5,
+            purchase_burst: 10,
             s3_bucket: None,
             s3_endpoint: None,
             s3_region: None,

@@ -19,6 +19,9 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use realtime::{Bus, LocalBus};
 use services::accounts::{AccountService, AccountSettings};
 use services::catalog::CatalogService;
+use services::events::EventService;
+use services::sales::SalesService;
+use services::scheduler::Scheduler;
 use services::uploads::UploadService;
 use store::{ConnectOptions, SqlStore, Store};
 use tokio::net::TcpListener;
@@ -44,6 +47,7 @@ pub struct App {
     pub state: AppState,
     pub bus: Arc<dyn Bus>,
     settings: HttpSettings,
+    schedule_changed: Arc<tokio::sync::Notify>,
 }
 
 /// Opens the database (running migrations) and builds every service.
@@ -70,6 +74,21 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         CursorCodec::new(&derive_key(&secret, "cursor")),
     ));
     let uploads = Arc::new(UploadService::new(store.clone(), object_store(config)?));
+    let gate = Arc::new(gates::StockGate::new());
+    let schedule_changed = Arc::new(tokio::sync::Notify::new());
+    let events = Arc::new(EventService::new(
+        store.clone(),
+        gate.clone(),
+        CursorCodec::new(&derive_key(&secret, "cursor")),
+        schedule_changed.clone(),
+    ));
+    let sales = Arc::new(SalesService::new(
+        store.clone(),
+        gate,
+        events.clone(),
+        CursorCodec::new(&derive_key(&secret, "cursor")),
+        config.reservation_ttl_seconds as i64,
+    ));
     let limits = Arc::new(Limits {
         login: Arc::new(LocalRateLimiter::new(Quota::per_minute(
             config.login_attempts_per_minute,
@@ -78,11 +97,17 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
             config.api_requests_per_second,
             config.api_burst,
         ))),
+        purchase: Arc::new(LocalRateLimiter::new(Quota::per_second(
+            config.purchase_requests_per_second,
+            config.purchase_burst,
+        ))),
     });
     let state = AppState {
         accounts,
         catalog,
         uploads,
+        events,
+        sales,
         store,
         limits,
         trusted_proxies: config.trusted_proxy_ips()?.into(),
@@ -93,7 +118,7 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         request_timeout: Duration::from_secs(config.request_timeout_seconds),
         cors_origins: config.cors_origins.clone(),
     };
-    Ok(App { state, bus, settings })
+    Ok(App { state, bus, settings, schedule_changed })
 }
 
 /// Creates the data folder if needed, opens the database and migrates it.
@@ -183,9 +208,17 @@ fn spawn_background(app: &App) -> Vec<tokio::task::JoinHandle<()>> {
             every.tick().await;
             limits.login.sweep();
             limits.api.sweep();
+            limits.purchase.sweep();
         }
     });
-    vec![follow, sweep]
+    let scheduler = Scheduler {
+        store: app.state.store.clone(),
+        events: app.state.events.clone(),
+        sales: app.state.sales.clone(),
+        wake: app.schedule_changed.clone(),
+    };
+    let scheduler = tokio::spawn(scheduler.run());
+    vec![follow, sweep, scheduler]
 }
 
 /// The metrics recorder is process-wide by the `metrics` crate's design;

@@ -42,12 +42,53 @@ pub struct UserSummaryView {
 }
 
 #[derive(Serialize, ToSchema)]
+pub struct EventCountsView {
+    scheduled: i64,
+    live: i64,
+    sold_out: i64,
+    closed: i64,
+    canceled: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct OrderCountsView {
+    reserved: i64,
+    confirmed: i64,
+    canceled: i64,
+    expired: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SellThroughView {
+    event_id: Uuid,
+    title: String,
+    sold: i64,
+    stock_total: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TopProductView {
+    product_id: Uuid,
+    name: String,
+    units_sold: i64,
+    revenue_cents: i64,
+}
+
+#[derive(Serialize, ToSchema)]
 pub struct DashboardView {
     products: ProductSummaryView,
+    events: EventCountsView,
+    orders: OrderCountsView,
+    /// Confirmed orders' value, in cents.
+    revenue_cents: i64,
+    /// Units sold of units offered, per drop (newest 20).
+    sell_through: Vec<SellThroughView>,
+    /// Best sellers by confirmed units (top 5).
+    top_products: Vec<TopProductView>,
     users: UserSummaryView,
 }
 
-/// Catalog and user figures, computed by aggregate queries.
+/// Catalog, sales and user figures, computed by aggregate queries.
 #[utoipa::path(get, path = "/api/v1/admin/dashboard", tag = "admin",
     responses((status = 200, body = DashboardView), (status = 403, body = Problem)), security(("bearer" = [])))]
 async fn dashboard(
@@ -56,7 +97,44 @@ async fn dashboard(
 ) -> ApiResult<axum::Json<DashboardView>> {
     let products = state.catalog.dashboard().await?;
     let (total, active, admins) = state.accounts.user_counts().await?;
+    let sales = state.sales.stats().await?;
+    let event = |status: &str| sales.events_by_status.get(status).copied().unwrap_or(0);
+    let order = |status: &str| sales.orders_by_status.get(status).copied().unwrap_or(0);
     Ok(axum::Json(DashboardView {
+        events: EventCountsView {
+            scheduled: event("scheduled"),
+            live: event("live"),
+            sold_out: event("sold_out"),
+            closed: event("closed"),
+            canceled: event("canceled"),
+        },
+        orders: OrderCountsView {
+            reserved: order("reserved"),
+            confirmed: order("confirmed"),
+            canceled: order("canceled"),
+            expired: order("expired"),
+        },
+        revenue_cents: sales.revenue_cents,
+        sell_through: sales
+            .sell_through
+            .iter()
+            .map(|(event_id, title, sold, stock_total)| SellThroughView {
+                event_id: *event_id,
+                title: title.clone(),
+                sold: *sold,
+                stock_total: *stock_total,
+            })
+            .collect(),
+        top_products: sales
+            .top_products
+            .iter()
+            .map(|(product_id, name, units_sold, revenue_cents)| TopProductView {
+                product_id: *product_id,
+                name: name.clone(),
+                units_sold: *units_sold,
+                revenue_cents: *revenue_cents,
+            })
+            .collect(),
         products: ProductSummaryView {
             total: products.total,
             average_rating: products.average_rating,

@@ -157,8 +157,8 @@ async fn delete_product(
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// 1-100, default 20.
-    limit: Option<i64>,
-    cursor: Option<String>,
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
 }
 
 /// A product's reviews, newest first.

@@ -4,6 +4,8 @@
 pub mod admin;
 pub mod auth;
 pub mod catalog;
+pub mod events;
 pub mod profile;
+pub mod sales;
 pub mod service;
 pub mod uploads;

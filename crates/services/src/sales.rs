@@ -1,0 +1,380 @@
+//! The purchase path: clock check, admission gate, group-committed
+//! reservations; and orders after it: confirm, cancel, expiry.
+//!
+//! A purchase that passes the gate joins the batch of its item. One task
+//! per hot item takes every request queued while the previous transaction
+//! ran and reserves them in a single transaction (group commit), so the
+//! database sees one commit per batch instead of one per buyer.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use dashmap::DashMap;
+use domain::cursor::CursorCodec;
+use domain::events::is_on_sale;
+use domain::page::{Page, Position, page_from_rows, page_request};
+use domain::sales::{self, OrderStatus};
+use domain::user::Role;
+use gates::{Admission, StockGate};
+use store::Store;
+use store::sales::{ConfirmOutcome, Order, Reservation, ReserveOutcome, Returned, SaleItem, SalesStats};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use crate::accounts::Principal;
+use crate::events::EventService;
+use crate::{Error, Result};
+
+/// Requests one transaction reserves at most.
+const MAX_BATCH: usize = 256;
+/// How long an idle item's batcher waits before it stops.
+const BATCHER_IDLE: Duration = Duration::from_secs(30);
+/// How long the purchase path trusts its cached view of an item's event.
+const ITEM_TTL: Duration = Duration::from_secs(1);
+/// How old the gate's view may be before a sold-out answer re-reads stock
+/// (another process may have returned units).
+const GATE_REFRESH: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone)]
+pub struct Purchase {
+    pub order: Order,
+    /// The order came from an earlier request with the same Idempotency-Key.
+    pub replayed: bool,
+}
+
+struct Job {
+    reservation: Reservation,
+    reply: oneshot::Sender<Result<ReserveOutcome>>,
+}
+
+pub struct SalesService {
+    store: Arc<dyn Store>,
+    gate: Arc<StockGate>,
+    events: Arc<EventService>,
+    cursors: CursorCodec,
+    default_ttl_seconds: i64,
+    items: DashMap<Uuid, (SaleItem, Instant)>,
+    batchers: Arc<DashMap<Uuid, mpsc::Sender<Job>>>,
+}
+
+fn sold_out() -> Error {
+    Error::conflict("sold_out", "this item is sold out")
+}
+
+fn not_live() -> Error {
+    Error::conflict("event_not_live", "this event is not on sale now")
+}
+
+impl SalesService {
+    pub fn new(
+        store: Arc<dyn Store>,
+        gate: Arc<StockGate>,
+        events: Arc<EventService>,
+        cursors: CursorCodec,
+        default_ttl_seconds: i64,
+    ) -> Self {
+        SalesService {
+            store,
+            gate,
+            events,
+            cursors,
+            default_ttl_seconds,
+            items: DashMap::new(),
+            batchers: Arc::new(DashMap::new()),
+        }
+    }
+
+    async fn sale_item(&self, item_id: Uuid) -> Result<SaleItem> {
+        if let Some(entry) = self.items.get(&item_id)
+            && entry.1.elapsed() < ITEM_TTL
+        {
+            return Ok(entry.0.clone());
+        }
+        let item = self.store.sale_item(item_id).await?;
+        self.items.insert(item_id, (item.clone(), Instant::now()));
+        Ok(item)
+    }
+
+    /// Forgets the cached sale view of an event's items (it was edited,
+    /// opened or closed).
+    pub fn forget_items(&self) {
+        self.items.clear();
+    }
+
+    pub async fn purchase(
+        &self,
+        principal: &Principal,
+        item_id: Uuid,
+        quantity: i64,
+        idempotency_key: Option<String>,
+    ) -> Result<Purchase> {
+        sales::check_quantity(quantity)?;
+        if let Some(key) = &idempotency_key {
+            sales::check_idempotency_key(key)?;
+        }
+        let item = self.sale_item(item_id).await?;
+        // The purchase path reads the clock itself: a late scheduler cannot
+        // make it sell before the start or after the end.
+        if !is_on_sale(item.status, item.start_time, item.end_time, domain::clock::now()) {
+            return Err(not_live());
+        }
+        if let Some(key) = &idempotency_key
+            && let Some(order) = self.store.order_by_key(principal.user_id, key).await?
+        {
+            return Ok(Purchase { order, replayed: true });
+        }
+        if item.per_user_limit.is_some_and(|limit| quantity > limit) {
+            return Err(Error::conflict("limit_reached", "more than the per-user limit of this item"));
+        }
+        self.admit(item_id, quantity).await?;
+        let reservation = Reservation {
+            order_id: Uuid::now_v7(),
+            user_id: principal.user_id,
+            quantity,
+            idempotency_key,
+        };
+        let outcome = match self.submit(item_id, reservation).await {
+            Ok(outcome) => outcome,
+            Err(err) => {
+                self.gate.release(item_id, quantity);
+                return Err(err);
+            }
+        };
+        let kind = match &outcome {
+            ReserveOutcome::Reserved(_) => "reserved",
+            ReserveOutcome::Replayed(_) => "replayed",
+            ReserveOutcome::SoldOut => "sold_out",
+            ReserveOutcome::LimitReached => "limit_reached",
+            ReserveOutcome::NotLive => "not_live",
+        };
+        metrics::counter!("swiftdrop_purchases_total", "outcome" => kind).increment(1);
+        match outcome {
+            ReserveOutcome::Reserved(order) => Ok(Purchase { order, replayed: false }),
+            ReserveOutcome::Replayed(order) => Ok(Purchase { order, replayed: true }),
+            ReserveOutcome::SoldOut => Err(sold_out()),
+            ReserveOutcome::LimitReached => Err(Error::conflict("limit_reached", "you already hold this item's per-user limit")),
+            ReserveOutcome::NotLive => {
+                self.items.remove(&item_id);
+                Err(not_live())
+            }
+        }
+    }
+
+    /// Asks the gate; loads the item's stock the first time, and re-reads it
+    /// when a sold-out answer rests on an old view.
+    async fn admit(&self, item_id: Uuid, quantity: i64) -> Result<()> {
+        for _ in 0..2 {
+            match self.gate.admit(item_id, quantity) {
+                Admission::Admitted => {
+                    metrics::counter!("swiftdrop_gate_decisions_total", "decision" => "admitted").increment(1);
+                    return Ok(());
+                }
+                Admission::Unknown => {
+                    let item = self.store.sale_item(item_id).await?;
+                    self.gate.observe(item_id, item.stock_remaining);
+                }
+                Admission::SoldOut => {
+                    if self.gate.claim_refresh(item_id, GATE_REFRESH) {
+                        let item = self.store.sale_item(item_id).await?;
+                        self.gate.observe(item_id, item.stock_remaining);
+                        continue;
+                    }
+                    break;
+                }
+            }
+        }
+        metrics::counter!("swiftdrop_gate_decisions_total", "decision" => "sold_out").increment(1);
+        metrics::counter!("swiftdrop_purchases_total", "outcome" => "sold_out").increment(1);
+        Err(sold_out())
+    }
+
+    async fn submit(&self, item_id: Uuid, reservation: Reservation) -> Result<ReserveOutcome> {
+        let (reply, answer) = oneshot::channel();
+        let mut job = Job { reservation, reply };
+        // A batcher that just stopped for idleness refuses the job: start a
+        // fresh one and send again.
+        for _ in 0..3 {
+            let sender = self.batcher(item_id);
+            match sender.send(job).await {
+                Ok(()) => {
+                    return answer.await.map_err(|_| Error::Internal("reservation batch was dropped".into()))?;
+                }
+                Err(mpsc::error::SendError(returned)) => {
+                    self.batchers.remove_if(&item_id, |_, s| s.same_channel(&sender));
+                    job = returned;
+                }
+            }
+        }
+        Err(Error::Internal("no reservation batcher accepted the request".into()))
+    }
+
+    fn batcher(&self, item_id: Uuid) -> mpsc::Sender<Job> {
+        self.batchers
+            .entry(item_id)
+            .or_insert_with(|| {
+                let (sender, receiver) = mpsc::channel(4 * MAX_BATCH);
+                let batcher = Batcher {
+                    item_id,
+                    store: self.store.clone(),
+                    gate: self.gate.clone(),
+                    events: self.events.clone(),
+                    default_ttl_seconds: self.default_ttl_seconds,
+                    receiver,
+                };
+                tokio::spawn(batcher.run());
+                sender
+            })
+            .clone()
+    }
+
+    pub async fn order(&self, principal: &Principal, id: Uuid) -> Result<Order> {
+        let order = self.store.order(id).await?;
+        // Someone else's order is a 404: its existence is not revealed.
+        if order.user_id != principal.user_id && principal.role != Role::Admin {
+            return Err(Error::NotFound);
+        }
+        Ok(order)
+    }
+
+    pub async fn confirm(&self, principal: &Principal, id: Uuid) -> Result<Order> {
+        let order = self.store.order(id).await?;
+        if order.user_id != principal.user_id {
+            return Err(Error::NotFound);
+        }
+        match self.store.confirm_order(id, domain::clock::now()).await? {
+            ConfirmOutcome::Confirmed(order) => Ok(order),
+            ConfirmOutcome::Expired(returned) => {
+                if let Some(returned) = returned {
+                    self.stock_returned(&returned);
+                }
+                Err(Error::conflict("reservation_expired", "the reservation expired before it was confirmed"))
+            }
+            ConfirmOutcome::Canceled => Err(Error::conflict("order_canceled", "the order was canceled")),
+        }
+    }
+
+    /// Cancels the caller's order; its stock is buyable again at once.
+    pub async fn cancel(&self, principal: &Principal, id: Uuid) -> Result<Order> {
+        let order = self.store.order(id).await?;
+        if order.user_id != principal.user_id && principal.role != Role::Admin {
+            return Err(Error::NotFound);
+        }
+        match self.store.cancel_order(id, domain::clock::now()).await? {
+            Some(returned) => self.stock_returned(&returned),
+            None if order.status == OrderStatus::Expired => {
+                return Err(Error::conflict("reservation_expired", "the reservation had already expired"));
+            }
+            None => {}
+        }
+        Ok(self.store.order(id).await?)
+    }
+
+    /// Expires every reservation due at `now`; returns how many.
+    pub async fn expire_due(&self, now: DateTime<Utc>) -> Result<usize> {
+        const CHUNK: i64 = 500;
+        let mut total = 0;
+        loop {
+            let returned = self.store.expire_due(now, CHUNK).await?;
+            for r in &returned {
+                self.stock_returned(r);
+            }
+            total += returned.len();
+            if (returned.len() as i64) < CHUNK {
+                return Ok(total);
+            }
+        }
+    }
+
+    pub async fn next_expiry_at(&self) -> Result<Option<DateTime<Utc>>> {
+        Ok(self.store.next_expiry_at().await?)
+    }
+
+    fn stock_returned(&self, returned: &Returned) {
+        self.gate.observe(returned.event_item_id, returned.stock_remaining);
+        self.events.invalidate(returned.event_id);
+    }
+
+    pub async fn my_orders(&self, principal: &Principal, limit: Option<i64>, cursor: Option<&str>) -> Result<Page<Order>> {
+        const SCOPE: &str = "orders";
+        let page = page_request::<DateTime<Utc>>(&self.cursors, SCOPE, limit, cursor)?;
+        let rows = self.store.user_orders(principal.user_id, &page).await?;
+        Ok(page_from_rows(&self.cursors, SCOPE, page.limit, rows, |o| Position { key: o.created_at, id: o.id }))
+    }
+
+    pub async fn stats(&self) -> Result<SalesStats> {
+        Ok(self.store.sales_stats().await?)
+    }
+}
+
+/// The group-commit loop of one item.
+struct Batcher {
+    item_id: Uuid,
+    store: Arc<dyn Store>,
+    gate: Arc<StockGate>,
+    events: Arc<EventService>,
+    default_ttl_seconds: i64,
+    receiver: mpsc::Receiver<Job>,
+}
+
+impl Batcher {
+    async fn run(mut self) {
+        loop {
+            let first = match tokio::time::timeout(BATCHER_IDLE, self.receiver.recv()).await {
+                Ok(Some(job)) => job,
+                Ok(None) => return,
+                Err(_idle) => {
+                    // Refuse new jobs, then finish the ones already queued.
+                    self.receiver.close();
+                    let mut rest = Vec::new();
+                    while let Ok(job) = self.receiver.try_recv() {
+                        rest.push(job);
+                    }
+                    if !rest.is_empty() {
+                        self.reserve(rest).await;
+                    }
+                    return;
+                }
+            };
+            let mut jobs = Vec::with_capacity(MAX_BATCH);
+            jobs.push(first);
+            while jobs.len() < MAX_BATCH {
+                match self.receiver.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
+                }
+            }
+            self.reserve(jobs).await;
+        }
+    }
+
+    async fn reserve(&self, jobs: Vec<Job>) {
+        let admitted: i64 = jobs.iter().map(|j| j.reservation.quantity).sum();
+        let reservations: Vec<Reservation> = jobs.iter().map(|j| j.reservation.clone()).collect();
+        let started = Instant::now();
+        let result = self
+            .store
+            .reserve_batch(self.item_id, &reservations, domain::clock::now(), self.default_ttl_seconds)
+            .await;
+        metrics::histogram!("swiftdrop_reserve_batch_seconds").record(started.elapsed().as_secs_f64());
+        metrics::histogram!("swiftdrop_reserve_batch_size").record(jobs.len() as f64);
+        match result {
+            Ok(batch) => {
+                self.gate.settle(self.item_id, admitted, batch.stock_remaining);
+                if batch.outcomes.iter().any(|o| matches!(o, ReserveOutcome::Reserved(_))) {
+                    self.events.invalidate(batch.event_id);
+                }
+                for (job, outcome) in jobs.into_iter().zip(batch.outcomes) {
+                    let _ = job.reply.send(Ok(outcome));
+                }
+            }
+            Err(err) => {
+                // Each caller releases its own admitted units on an error.
+                tracing::error!(item = %self.item_id, %err, "reservation batch failed");
+                for job in jobs {
+                    let _ = job.reply.send(Err(Error::Internal(format!("reservation failed: {err}"))));
+                }
+            }
+        }
+    }
+}

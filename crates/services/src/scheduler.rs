@@ -1,0 +1,70 @@
+//! Time drives state: events go live and close, reservations expire, on
+//! time with no request arriving, and correctly after a restart that missed
+//! the moment (every step applies whatever is overdue).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use store::Store;
+use tokio::sync::Notify;
+
+use crate::events::EventService;
+use crate::sales::SalesService;
+
+/// The longest the scheduler sleeps without looking (a safety net for
+/// changes made by other processes).
+const MAX_SLEEP: Duration = Duration::from_secs(1);
+
+pub struct Scheduler {
+    pub store: Arc<dyn Store>,
+    pub events: Arc<EventService>,
+    pub sales: Arc<SalesService>,
+    /// Poked when an event's times change, so a nearer moment is not missed.
+    pub wake: Arc<Notify>,
+}
+
+impl Scheduler {
+    /// Runs until the task is dropped.
+    pub async fn run(self) {
+        loop {
+            let sleep = match self.step().await {
+                Ok(sleep) => sleep,
+                Err(err) => {
+                    tracing::warn!(%err, "scheduler step failed; retrying");
+                    MAX_SLEEP
+                }
+            };
+            tokio::select! {
+                () = tokio::time::sleep(sleep) => {}
+                () = self.wake.notified() => {}
+            }
+        }
+    }
+
+    /// Applies everything due now; returns how long to sleep.
+    pub async fn step(&self) -> crate::Result<Duration> {
+        let now = domain::clock::now();
+        let transitions = self.store.advance_statuses(now).await?;
+        if !transitions.is_empty() {
+            self.sales.forget_items();
+        }
+        for transition in &transitions {
+            tracing::info!(event = %transition.event_id, status = transition.status.as_str(), "event status changed");
+            self.events.invalidate(transition.event_id);
+        }
+        let expired = self.sales.expire_due(now).await?;
+        if expired > 0 {
+            tracing::info!(expired, "reservations expired; stock returned");
+        }
+        let next = [self.store.next_transition_at().await?, self.sales.next_expiry_at().await?]
+            .into_iter()
+            .flatten()
+            .min();
+        let lag = domain::clock::now() - now;
+        metrics::histogram!("swiftdrop_scheduler_step_seconds").record(lag.num_microseconds().unwrap_or(0) as f64 / 1e6);
+        Ok(match next {
+            Some(at) => (at - domain::clock::now()).to_std().unwrap_or(Duration::ZERO).min(MAX_SLEEP),
+            None => MAX_SLEEP,
+        })
+    }
+}

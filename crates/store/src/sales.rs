@@ -1,0 +1,485 @@
+//! Flash-sale purchases: batched reservations under a stock guard, orders,
+//! confirmation, cancellation and expiry.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use domain::events::EventStatus;
+use domain::page::PageRequest;
+use domain::sales::OrderStatus;
+use sqlx::FromRow;
+use uuid::Uuid;
+
+use crate::db::BeginWrite;
+use crate::events::push_list;
+use crate::{Backend, Result, SqlStore, Store, StoreError};
+
+#[derive(Debug, Clone, FromRow)]
+pub struct Order {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub event_id: Uuid,
+    pub event_item_id: Uuid,
+    pub product_id: Uuid,
+    pub quantity: i64,
+    pub unit_price_cents: i64,
+    pub currency: String,
+    #[sqlx(try_from = "String")]
+    pub status: OrderStatus,
+    pub expires_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const ORDER_COLUMNS: &str = "id, user_id, event_id, event_item_id, product_id, quantity, unit_price_cents, \
+     currency, status, expires_at, created_at, updated_at";
+
+#[derive(FromRow)]
+struct KeyedOrder {
+    #[sqlx(flatten)]
+    order: Order,
+    idempotency_key: String,
+}
+
+/// What the purchase path needs to know about an item, cached per process.
+#[derive(Debug, Clone, FromRow)]
+pub struct SaleItem {
+    pub item_id: Uuid,
+    pub event_id: Uuid,
+    pub stock_remaining: i64,
+    pub per_user_limit: Option<i64>,
+    #[sqlx(try_from = "String")]
+    pub status: EventStatus,
+    pub start_time: DateTime<Utc>,
+    pub end_time: DateTime<Utc>,
+}
+
+/// One buyer's request inside a batch.
+#[derive(Debug, Clone)]
+pub struct Reservation {
+    pub order_id: Uuid,
+    pub user_id: Uuid,
+    pub quantity: i64,
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum ReserveOutcome {
+    Reserved(Order),
+    /// The same user sent this idempotency key before: here is that order.
+    Replayed(Order),
+    SoldOut,
+    LimitReached,
+    NotLive,
+}
+
+/// The outcome of a batch and the item's stock after it.
+#[derive(Debug, Clone)]
+pub struct BatchResult {
+    pub outcomes: Vec<ReserveOutcome>,
+    pub stock_remaining: i64,
+    pub event_id: Uuid,
+    /// The event's status when the batch sold the last unit.
+    pub sold_out: bool,
+}
+
+/// Stock that came back to an item (cancel, expiry).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Returned {
+    pub order_id: Uuid,
+    pub user_id: Uuid,
+    pub event_id: Uuid,
+    pub event_item_id: Uuid,
+    pub quantity: i64,
+    pub stock_remaining: i64,
+}
+
+#[derive(Debug, Clone)]
+pub enum ConfirmOutcome {
+    Confirmed(Order),
+    /// The hold ran out: the order is (now) expired and its stock returned.
+    Expired(Option<Returned>),
+    /// Canceled before it could be confirmed.
+    Canceled,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SalesStats {
+    pub events_by_status: HashMap<String, i64>,
+    pub orders_by_status: HashMap<String, i64>,
+    pub revenue_cents: i64,
+    /// (event id, title, sold, stock total)
+    pub sell_through: Vec<(Uuid, String, i64, i64)>,
+    /// (product id, name, units sold, revenue)
+    pub top_products: Vec<(Uuid, String, i64, i64)>,
+}
+
+#[async_trait]
+pub trait SalesStore {
+    async fn sale_item(&self, item_id: Uuid) -> Result<SaleItem>;
+    /// Reserves for every request it can, in order, in one transaction:
+    /// the item row is locked, stock is decremented with a guard, orders are
+    /// inserted. The invariant holds at every commit.
+    async fn reserve_batch(
+        &self,
+        item_id: Uuid,
+        requests: &[Reservation],
+        now: DateTime<Utc>,
+        default_ttl_seconds: i64,
+    ) -> Result<BatchResult>;
+    async fn order(&self, id: Uuid) -> Result<Order>;
+    async fn order_by_key(&self, user_id: Uuid, key: &str) -> Result<Option<Order>>;
+    async fn user_orders(&self, user_id: Uuid, page: &PageRequest<DateTime<Utc>>) -> Result<Vec<Order>>;
+    async fn confirm_order(&self, id: Uuid, now: DateTime<Utc>) -> Result<ConfirmOutcome>;
+    /// Cancels a reserved or confirmed order and returns its stock; `None`
+    /// when it was already canceled or expired.
+    async fn cancel_order(&self, id: Uuid, now: DateTime<Utc>) -> Result<Option<Returned>>;
+    /// Expires up to `limit` reservations due at `now`, returning stock.
+    async fn expire_due(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<Returned>>;
+    async fn next_expiry_at(&self) -> Result<Option<DateTime<Utc>>>;
+    /// Stock returned: a sold-out event inside its window goes live again.
+    async fn sales_stats(&self) -> Result<SalesStats>;
+}
+
+/// Puts stock back and revives a sold-out event (inside a transaction).
+macro_rules! return_stock {
+    ($tx:expr, $item:expr, $event:expr, $quantity:expr, $now:expr) => {{
+        let remaining: i64 = sqlx::query_scalar(
+            "UPDATE event_items SET stock_remaining = stock_remaining + $2 WHERE id = $1 RETURNING stock_remaining",
+        )
+        .bind($item)
+        .bind($quantity)
+        .fetch_one(&mut *$tx)
+        .await?;
+        sqlx::query(
+            "UPDATE events SET status = 'live', updated_at = $2 \
+             WHERE id = $1 AND status = 'sold_out' AND start_time <= $2 AND end_time > $2",
+        )
+        .bind($event)
+        .bind($now)
+        .execute(&mut *$tx)
+        .await?;
+        remaining
+    }};
+}
+
+#[async_trait]
+impl SalesStore for SqlStore {
+    async fn sale_item(&self, item_id: Uuid) -> Result<SaleItem> {
+        on_pool!(self, pool => Ok(sqlx::query_as(
+            "SELECT i.id AS item_id, i.event_id, i.stock_remaining, i.per_user_limit, e.status, e.start_time, e.end_time \
+             FROM event_items i JOIN events e ON e.id = i.event_id WHERE i.id = $1 AND e.deleted_at IS NULL",
+        )
+        .bind(item_id)
+        .fetch_one(pool)
+        .await?))
+    }
+
+    async fn reserve_batch(
+        &self,
+        item_id: Uuid,
+        requests: &[Reservation],
+        now: DateTime<Utc>,
+        default_ttl_seconds: i64,
+    ) -> Result<BatchResult> {
+        // SQLite's BEGIN IMMEDIATE already serializes writers; PostgreSQL
+        // needs the item row locked for the read-decide-write below.
+        let lock = if self.backend() == Backend::Postgres { " FOR UPDATE OF i" } else { "" };
+        let select = format!(
+            "SELECT i.stock_remaining, i.per_user_limit, i.price_cents, i.currency, i.product_id, i.event_id, \
+             e.status, e.start_time, e.end_time, e.reservation_ttl_seconds \
+             FROM event_items i JOIN events e ON e.id = i.event_id WHERE i.id = $1 AND e.deleted_at IS NULL{lock}"
+        );
+        on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            #[allow(clippy::type_complexity)]
+            let row: Option<(i64, Option<i64>, i64, String, Uuid, Uuid, String, DateTime<Utc>, DateTime<Utc>, Option<i64>)> =
+                sqlx::query_as(sqlx::AssertSqlSafe(select)).bind(item_id).fetch_optional(&mut *tx).await?;
+            let Some((stock, limit, price, currency, product_id, event_id, status, start, end, ttl)) = row else {
+                return Err(StoreError::NotFound);
+            };
+            let status = EventStatus::try_from(status).map_err(StoreError::Corrupt)?;
+            if !domain::events::is_on_sale(status, start, end, now) {
+                return Ok(BatchResult {
+                    outcomes: vec![ReserveOutcome::NotLive; requests.len()],
+                    stock_remaining: stock,
+                    event_id,
+                    sold_out: false,
+                });
+            }
+
+            let users: Vec<Uuid> = requests.iter().map(|r| r.user_id).collect();
+            let mut held: HashMap<Uuid, i64> = HashMap::new();
+            if limit.is_some() {
+                let mut query = sqlx::QueryBuilder::new(
+                    "SELECT user_id, CAST(SUM(quantity) AS BIGINT) FROM orders WHERE status IN ('reserved', 'confirmed') \
+                     AND event_item_id = ",
+                );
+                query.push_bind(item_id).push(" AND user_id IN (");
+                push_list!(query, &users);
+                query.push(") GROUP BY user_id");
+                let rows: Vec<(Uuid, i64)> = query.build_query_as().fetch_all(&mut *tx).await?;
+                held.extend(rows);
+            }
+            let mut earlier: HashMap<(Uuid, String), Order> = HashMap::new();
+            let keys: Vec<&str> = requests.iter().filter_map(|r| r.idempotency_key.as_deref()).collect();
+            if !keys.is_empty() {
+                let mut query = sqlx::QueryBuilder::new(format!(
+                    "SELECT {ORDER_COLUMNS}, idempotency_key FROM orders WHERE user_id IN ("
+                ));
+                push_list!(query, &users);
+                query.push(") AND idempotency_key IN (");
+                push_list!(query, &keys);
+                query.push(")");
+                let rows: Vec<KeyedOrder> = query.build_query_as().fetch_all(&mut *tx).await?;
+                for row in rows {
+                    earlier.insert((row.order.user_id, row.idempotency_key), row.order);
+                }
+            }
+
+            let ttl = ttl.unwrap_or(default_ttl_seconds);
+            let expires_at = now + chrono::Duration::seconds(ttl);
+            let mut remaining = stock;
+            let mut outcomes = Vec::with_capacity(requests.len());
+            let mut new_orders: Vec<(Order, Option<String>)> = Vec::new();
+            for request in requests {
+                if let Some(key) = &request.idempotency_key
+                    && let Some(order) = earlier.get(&(request.user_id, key.clone()))
+                {
+                    outcomes.push(ReserveOutcome::Replayed(order.clone()));
+                    continue;
+                }
+                let holding = held.get(&request.user_id).copied().unwrap_or(0);
+                if limit.is_some_and(|limit| holding + request.quantity > limit) {
+                    outcomes.push(ReserveOutcome::LimitReached);
+                    continue;
+                }
+                if remaining < request.quantity {
+                    outcomes.push(ReserveOutcome::SoldOut);
+                    continue;
+                }
+                remaining -= request.quantity;
+                held.insert(request.user_id, holding + request.quantity);
+                let order = Order {
+                    id: request.order_id,
+                    user_id: request.user_id,
+                    event_id,
+                    event_item_id: item_id,
+                    product_id,
+                    quantity: request.quantity,
+                    unit_price_cents: price,
+                    currency: currency.clone(),
+                    status: OrderStatus::Reserved,
+                    expires_at,
+                    created_at: now,
+                    updated_at: now,
+                };
+                if let Some(key) = &request.idempotency_key {
+                    earlier.insert((request.user_id, key.clone()), order.clone());
+                }
+                outcomes.push(ReserveOutcome::Reserved(order.clone()));
+                new_orders.push((order, request.idempotency_key.clone()));
+            }
+
+            let sold: i64 = stock - remaining;
+            if sold > 0 {
+                // The guard: the database refuses to go below zero whatever
+                // the lock above promised.
+                let guarded = sqlx::query(
+                    "UPDATE event_items SET stock_remaining = stock_remaining - $2 WHERE id = $1 AND stock_remaining >= $2",
+                )
+                .bind(item_id)
+                .bind(sold)
+                .execute(&mut *tx)
+                .await?;
+                if guarded.rows_affected() != 1 {
+                    return Err(StoreError::Conflict("stock"));
+                }
+                let mut insert = sqlx::QueryBuilder::new(format!(
+                    "INSERT INTO orders ({ORDER_COLUMNS}, idempotency_key) "
+                ));
+                insert.push_values(&new_orders, |mut row, (order, key)| {
+                    row.push_bind(order.id)
+                        .push_bind(order.user_id)
+                        .push_bind(order.event_id)
+                        .push_bind(order.event_item_id)
+                        .push_bind(order.product_id)
+                        .push_bind(order.quantity)
+                        .push_bind(order.unit_price_cents)
+                        .push_bind(order.currency.clone())
+                        .push_bind(order.status.as_str())
+                        .push_bind(order.expires_at)
+                        .push_bind(order.created_at)
+                        .push_bind(order.updated_at)
+                        .push_bind(key.clone());
+                });
+                insert.build().execute(&mut *tx).await?;
+            }
+            let mut sold_out = false;
+            if sold > 0 && remaining == 0 {
+                let marked = sqlx::query(
+                    "UPDATE events SET status = 'sold_out', updated_at = $2 WHERE id = $1 AND status IN ('scheduled', 'live') \
+                     AND NOT EXISTS (SELECT 1 FROM event_items i WHERE i.event_id = $1 AND i.stock_remaining > 0)",
+                )
+                .bind(event_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                sold_out = marked.rows_affected() > 0;
+            }
+            tx.commit().await?;
+            Ok(BatchResult { outcomes, stock_remaining: remaining, event_id, sold_out })
+        })
+    }
+
+    async fn order(&self, id: Uuid) -> Result<Order> {
+        let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1");
+        on_pool!(self, pool => Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_one(pool).await?))
+    }
+
+    async fn order_by_key(&self, user_id: Uuid, key: &str) -> Result<Option<Order>> {
+        let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE user_id = $1 AND idempotency_key = $2");
+        on_pool!(self, pool => Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(user_id)
+            .bind(key)
+            .fetch_optional(pool)
+            .await?))
+    }
+
+    async fn user_orders(&self, user_id: Uuid, page: &PageRequest<DateTime<Utc>>) -> Result<Vec<Order>> {
+        on_pool!(self, pool => {
+            let mut query = sqlx::QueryBuilder::new(format!("SELECT {ORDER_COLUMNS} FROM orders WHERE user_id = "));
+            query.push_bind(user_id);
+            if let Some(after) = &page.after {
+                query.push(" AND (created_at, id) < (").push_bind(after.key).push(", ").push_bind(after.id).push(")");
+            }
+            query.push(" ORDER BY created_at DESC, id DESC LIMIT ").push_bind(page.fetch_limit());
+            Ok(query.build_query_as().fetch_all(pool).await?)
+        })
+    }
+
+    async fn confirm_order(&self, id: Uuid, now: DateTime<Utc>) -> Result<ConfirmOutcome> {
+        let confirm = format!(
+            "UPDATE orders SET status = 'confirmed', updated_at = $2 \
+             WHERE id = $1 AND status = 'reserved' AND expires_at > $2 RETURNING {ORDER_COLUMNS}"
+        );
+        let select = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1");
+        let confirmed: Option<Order> = on_pool!(self, pool => sqlx::query_as(sqlx::AssertSqlSafe(confirm))
+            .bind(id)
+            .bind(now)
+            .fetch_optional(pool)
+            .await?);
+        if let Some(order) = confirmed {
+            return Ok(ConfirmOutcome::Confirmed(order));
+        }
+        let order: Order = on_pool!(self, pool => sqlx::query_as(sqlx::AssertSqlSafe(select)).bind(id).fetch_one(pool).await?);
+        Ok(match order.status {
+            OrderStatus::Confirmed => ConfirmOutcome::Confirmed(order),
+            OrderStatus::Canceled => ConfirmOutcome::Canceled,
+            OrderStatus::Expired => ConfirmOutcome::Expired(None),
+            // Reserved but past its hold: expire it now rather than wait for the sweep.
+            OrderStatus::Reserved => ConfirmOutcome::Expired(self.finish_hold(id, "expired", now).await?),
+        })
+    }
+
+    async fn cancel_order(&self, id: Uuid, now: DateTime<Utc>) -> Result<Option<Returned>> {
+        self.finish_hold(id, "canceled", now).await
+    }
+
+    async fn expire_due(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<Returned>> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let expired: Vec<(Uuid, Uuid, Uuid, Uuid, i64)> = sqlx::query_as(
+                "UPDATE orders SET status = 'expired', updated_at = $1 WHERE id IN \
+                 (SELECT id FROM orders WHERE status = 'reserved' AND expires_at <= $1 ORDER BY expires_at LIMIT $2) \
+                 AND status = 'reserved' RETURNING id, user_id, event_id, event_item_id, quantity",
+            )
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut returned = Vec::with_capacity(expired.len());
+            for (order_id, user_id, event_id, event_item_id, quantity) in expired {
+                let stock_remaining = return_stock!(tx, event_item_id, event_id, quantity, now);
+                returned.push(Returned { order_id, user_id, event_id, event_item_id, quantity, stock_remaining });
+            }
+            tx.commit().await?;
+            Ok(returned)
+        })
+    }
+
+    async fn next_expiry_at(&self) -> Result<Option<DateTime<Utc>>> {
+        on_pool!(self, pool => Ok(sqlx::query_scalar(
+            "SELECT expires_at FROM orders WHERE status = 'reserved' ORDER BY expires_at LIMIT 1",
+        )
+        .fetch_optional(pool)
+        .await?))
+    }
+
+    async fn sales_stats(&self) -> Result<SalesStats> {
+        on_pool!(self, pool => {
+            let events: Vec<(String, i64)> = sqlx::query_as(
+                "SELECT status, COUNT(*) FROM events WHERE deleted_at IS NULL GROUP BY status",
+            )
+            .fetch_all(pool)
+            .await?;
+            let orders: Vec<(String, i64)> = sqlx::query_as("SELECT status, COUNT(*) FROM orders GROUP BY status")
+                .fetch_all(pool)
+                .await?;
+            let revenue: i64 = sqlx::query_scalar(
+                "SELECT CAST(COALESCE(SUM(quantity * unit_price_cents), 0) AS BIGINT) FROM orders WHERE status = 'confirmed'",
+            )
+            .fetch_one(pool)
+            .await?;
+            let sell_through: Vec<(Uuid, String, i64, i64)> = sqlx::query_as(
+                "SELECT e.id, e.title, CAST(SUM(i.stock_total - i.stock_remaining) AS BIGINT), CAST(SUM(i.stock_total) AS BIGINT) \
+                 FROM events e JOIN event_items i ON i.event_id = e.id WHERE e.deleted_at IS NULL \
+                 GROUP BY e.id, e.title ORDER BY e.id DESC LIMIT 20",
+            )
+            .fetch_all(pool)
+            .await?;
+            let top_products: Vec<(Uuid, String, i64, i64)> = sqlx::query_as(
+                "SELECT o.product_id, p.name, CAST(SUM(o.quantity) AS BIGINT), CAST(SUM(o.quantity * o.unit_price_cents) AS BIGINT) \
+                 FROM orders o JOIN products p ON p.id = o.product_id WHERE o.status = 'confirmed' \
+                 GROUP BY o.product_id, p.name ORDER BY 3 DESC, 4 DESC LIMIT 5",
+            )
+            .fetch_all(pool)
+            .await?;
+            Ok(SalesStats {
+                events_by_status: events.into_iter().collect(),
+                orders_by_status: orders.into_iter().collect(),
+                revenue_cents: revenue,
+                sell_through,
+                top_products,
+            })
+        })
+    }
+}
+
+impl SqlStore {
+    /// Ends a hold (`canceled` or `expired`) and returns its stock in one
+    /// transaction; `None` when the order no longer held stock.
+    async fn finish_hold(&self, id: Uuid, status: &'static str, now: DateTime<Utc>) -> Result<Option<Returned>> {
+        let holding = if status == "expired" { "('reserved')" } else { "('reserved', 'confirmed')" };
+        let sql = format!(
+            "UPDATE orders SET status = $2, updated_at = $3 WHERE id = $1 AND status IN {holding} \
+             RETURNING id, user_id, event_id, event_item_id, quantity"
+        );
+        on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let ended: Option<(Uuid, Uuid, Uuid, Uuid, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(id)
+                .bind(status)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some((order_id, user_id, event_id, event_item_id, quantity)) = ended else {
+                return Ok(None);
+            };
+            let stock_remaining = return_stock!(tx, event_item_id, event_id, quantity, now);
+            tx.commit().await?;
+            Ok(Some(Returned { order_id, user_id, event_id, event_item_id, quantity, stock_remaining }))
+        })
+    }
+}
