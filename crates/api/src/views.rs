@@ -269,7 +269,10 @@ impl From<&services::events::EventDetails> for EventView {
             status: event.status.as_str(),
             attachment_url: event.attachment_url.clone(),
             coordinates: match (event.longitude, event.latitude) {
-                (Some(lng), Some(lat)) => Some(GeoJsonPoint { kind: "Point".into(), coordinates: [lng, lat] }),
+                (Some(lng), Some(lat)) => Some(GeoJsonPoint {
+                    kind: "Point".into(),
+                    coordinates: [lng, lat],
+                }),
                 _ => None,
             },
             reservation_ttl_seconds: event.reservation_ttl_seconds,

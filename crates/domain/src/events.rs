@@ -203,7 +203,10 @@ pub struct EventFields {
 
 /// Checks an event. `now` is given when the start must not be in the past
 /// (at creation, or when an update moves the start).
-pub fn validate_event(input: EventInput, now: Option<DateTime<Utc>>) -> Result<EventFields, ValidationErrors> {
+pub fn validate_event(
+    input: EventInput,
+    now: Option<DateTime<Utc>>,
+) -> Result<EventFields, ValidationErrors> {
     let mut errors = ValidationErrors::new();
     let title = input.title.trim().to_owned();
     if title.is_empty() {
@@ -213,7 +216,10 @@ pub fn validate_event(input: EventInput, now: Option<DateTime<Utc>>) -> Result<E
     }
     let description = input.description.trim().to_owned();
     if description.chars().count() > DESCRIPTION_MAX {
-        errors.add("description", format!("must be at most {DESCRIPTION_MAX} characters"));
+        errors.add(
+            "description",
+            format!("must be at most {DESCRIPTION_MAX} characters"),
+        );
     }
     let location = input.location.trim().to_owned();
     if location.is_empty() {
@@ -239,7 +245,10 @@ pub fn validate_event(input: EventInput, now: Option<DateTime<Utc>>) -> Result<E
     }
     let tags = normalize_tags(&input.tags);
     if tags.len() > TAGS_MAX || tags.iter().any(|t| t.is_empty() || t.chars().count() > TAG_MAX) {
-        errors.add("tags", format!("at most {TAGS_MAX} tags of 1 to {TAG_MAX} characters"));
+        errors.add(
+            "tags",
+            format!("at most {TAGS_MAX} tags of 1 to {TAG_MAX} characters"),
+        );
     }
     if let Some(max) = input.max_attendees
         && max < 1
@@ -254,7 +263,10 @@ pub fn validate_event(input: EventInput, now: Option<DateTime<Utc>>) -> Result<E
         Some(Ok(point)) => Some(point),
         None => None,
     };
-    let attachment_url = input.attachment_url.map(|u| u.trim().to_owned()).filter(|u| !u.is_empty());
+    let attachment_url = input
+        .attachment_url
+        .map(|u| u.trim().to_owned())
+        .filter(|u| !u.is_empty());
     if let Some(url) = &attachment_url {
         errors.check("attachment_url", check_url(url));
     }
@@ -293,7 +305,10 @@ pub fn validate_items(items: &[ItemInput], ttl_seconds: Option<i64>) -> Result<(
             errors.add(&format!("items[{i}].price_cents"), message);
         }
         if !(1..=STOCK_MAX).contains(&item.stock) {
-            errors.add(&format!("items[{i}].stock"), format!("must be between 1 and {STOCK_MAX}"));
+            errors.add(
+                &format!("items[{i}].stock"),
+                format!("must be between 1 and {STOCK_MAX}"),
+            );
         }
         if let Some(limit) = item.per_user_limit
             && limit < 1
@@ -307,7 +322,10 @@ pub fn validate_items(items: &[ItemInput], ttl_seconds: Option<i64>) -> Result<(
     if let Some(ttl) = ttl_seconds
         && !(1..=TTL_MAX_SECONDS).contains(&ttl)
     {
-        errors.add("reservation_ttl_seconds", format!("must be between 1 and {TTL_MAX_SECONDS}"));
+        errors.add(
+            "reservation_ttl_seconds",
+            format!("must be between 1 and {TTL_MAX_SECONDS}"),
+        );
     }
     errors.into_result()
 }
@@ -317,7 +335,10 @@ pub fn check_comment(body: &str) -> Result<(), ValidationErrors> {
     if body.is_empty() {
         Err(ValidationErrors::single("body", "must not be blank"))
     } else if body.chars().count() > COMMENT_MAX {
-        Err(ValidationErrors::single("body", format!("must be at most {COMMENT_MAX} characters")))
+        Err(ValidationErrors::single(
+            "body",
+            format!("must be at most {COMMENT_MAX} characters"),
+        ))
     } else {
         Ok(())
     }
@@ -369,13 +390,29 @@ mod tests {
             location: "".into(),
             end_time: Some(at(9)),
             max_attendees: Some(0),
-            coordinates: Some(GeoPoint { longitude: 200.0, latitude: 0.0 }),
+            coordinates: Some(GeoPoint {
+                longitude: 200.0,
+                latitude: 0.0,
+            }),
             ..input()
         };
         let errors = validate_event(bad, Some(at(11))).unwrap_err();
         let fields: Vec<&str> = errors.fields().iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(fields, ["title", "location", "end_time", "start_time", "max_attendees", "coordinates"]);
-        let long = EventInput { title: "x".repeat(101), ..input() };
+        assert_eq!(
+            fields,
+            [
+                "title",
+                "location",
+                "end_time",
+                "start_time",
+                "max_attendees",
+                "coordinates"
+            ]
+        );
+        let long = EventInput {
+            title: "x".repeat(101),
+            ..input()
+        };
         assert!(validate_event(long, None).is_err());
     }
 
@@ -383,8 +420,14 @@ mod tests {
     fn near_parses_and_measures() {
         let near = Near::parse("52.52,13.40,10").unwrap();
         // Potsdam is ~27 km from Berlin, Berlin-Mitte 1 km.
-        assert!(!near.contains(GeoPoint { latitude: 52.39, longitude: 13.06 }));
-        assert!(near.contains(GeoPoint { latitude: 52.525, longitude: 13.41 }));
+        assert!(!near.contains(GeoPoint {
+            latitude: 52.39,
+            longitude: 13.06
+        }));
+        assert!(near.contains(GeoPoint {
+            latitude: 52.525,
+            longitude: 13.41
+        }));
         let (min_lat, max_lat, min_lng, max_lng) = near.bounding_box();
         assert!(min_lat < 52.52 && max_lat > 52.52 && min_lng < 13.4 && max_lng > 13.4);
         for bad in ["", "1,2", "a,b,c", "91,0,5", "0,0,0", "0,0,-1"] {
@@ -395,10 +438,18 @@ mod tests {
     #[test]
     fn validates_items() {
         let id = uuid::Uuid::now_v7();
-        let item = |stock| ItemInput { product_id: id, price_cents: 100, stock, per_user_limit: Some(2) };
+        let item = |stock| ItemInput {
+            product_id: id,
+            price_cents: 100,
+            stock,
+            per_user_limit: Some(2),
+        };
         assert!(validate_items(&[item(5)], Some(600)).is_ok());
         let errors = validate_items(&[item(0), item(5)], Some(0)).unwrap_err();
         let fields: Vec<&str> = errors.fields().iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(fields, ["items[0].stock", "items[1].product_id", "reservation_ttl_seconds"]);
+        assert_eq!(
+            fields,
+            ["items[0].stock", "items[1].product_id", "reservation_ttl_seconds"]
+        );
     }
 }

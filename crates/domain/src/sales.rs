@@ -55,7 +55,10 @@ pub fn check_quantity(quantity: i64) -> Result<(), ValidationErrors> {
     if (1..=QUANTITY_MAX).contains(&quantity) {
         Ok(())
     } else {
-        Err(ValidationErrors::single("quantity", format!("must be between 1 and {QUANTITY_MAX}")))
+        Err(ValidationErrors::single(
+            "quantity",
+            format!("must be between 1 and {QUANTITY_MAX}"),
+        ))
     }
 }
 
@@ -85,7 +88,10 @@ mod tests {
         assert!(check_idempotency_key("").is_err());
         assert!(check_idempotency_key("has space").is_err());
         assert!(check_idempotency_key(&"k".repeat(201)).is_err());
-        assert_eq!(OrderStatus::try_from("expired".to_owned()), Ok(OrderStatus::Expired));
+        assert_eq!(
+            OrderStatus::try_from("expired".to_owned()),
+            Ok(OrderStatus::Expired)
+        );
         assert!(OrderStatus::Confirmed.holds_stock() && !OrderStatus::Canceled.holds_stock());
     }
 }

@@ -77,7 +77,13 @@ impl StockGate {
         let entry = self
             .items
             .entry(item)
-            .or_insert_with(|| Arc::new(Mutex::new(ItemCount { stock, in_flight: 0, observed_at: Instant::now() })))
+            .or_insert_with(|| {
+                Arc::new(Mutex::new(ItemCount {
+                    stock,
+                    in_flight: 0,
+                    observed_at: Instant::now(),
+                }))
+            })
             .value()
             .clone();
         let mut count = entry.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -121,8 +127,12 @@ impl StockGate {
 
     /// The stock the gate believes the database holds.
     pub fn known_stock(&self, item: Uuid) -> Option<i64> {
-        self.entry(item)
-            .map(|entry| entry.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).stock)
+        self.entry(item).map(|entry| {
+            entry
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .stock
+        })
     }
 
     /// Forgets an item (its event was edited or deleted).

@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
+use domain::ValidationErrors;
 use domain::cursor::CursorCodec;
 use domain::events::{self, EventInput, EventStatus, ItemInput, Near};
 use domain::page::{Page, Position, page_from_rows, page_request};
 use domain::user::{Permission, Role};
-use domain::ValidationErrors;
 use gates::StockGate;
 use store::events::{Attendance, Comment, DropItems, Event, EventFilter, EventItem};
 use store::{Store, StoreError};
@@ -69,7 +69,10 @@ pub struct EventService {
 
 fn map_store(err: StoreError) -> Error {
     match err {
-        StoreError::NotEditable => Error::conflict("event_not_editable", "the event can no longer be changed this way"),
+        StoreError::NotEditable => Error::conflict(
+            "event_not_editable",
+            "the event can no longer be changed this way",
+        ),
         StoreError::Full => Error::conflict("event_full", "the event has reached max_attendees"),
         StoreError::Invalid { field, message } => Error::invalid(&field, message),
         other => other.into(),
@@ -77,8 +80,19 @@ fn map_store(err: StoreError) -> Error {
 }
 
 impl EventService {
-    pub fn new(store: Arc<dyn Store>, gate: Arc<StockGate>, cursors: CursorCodec, schedule_changed: Arc<Notify>) -> Self {
-        EventService { store, gate, cursors, pages: DashMap::new(), schedule_changed }
+    pub fn new(
+        store: Arc<dyn Store>,
+        gate: Arc<StockGate>,
+        cursors: CursorCodec,
+        schedule_changed: Arc<Notify>,
+    ) -> Self {
+        EventService {
+            store,
+            gate,
+            cursors,
+            pages: DashMap::new(),
+            schedule_changed,
+        }
     }
 
     fn changed(&self, id: Uuid) {
@@ -91,7 +105,12 @@ impl EventService {
         self.pages.remove(&id);
     }
 
-    pub async fn create(&self, principal: &Principal, input: EventInput, drop: Option<DropInput>) -> Result<EventDetails> {
+    pub async fn create(
+        &self,
+        principal: &Principal,
+        input: EventInput,
+        drop: Option<DropInput>,
+    ) -> Result<EventDetails> {
         if drop.is_some() {
             principal.require(Permission::Administer)?;
         }
@@ -99,8 +118,15 @@ impl EventService {
         if let Some(drop) = &drop {
             events::validate_items(&drop.items, drop.reservation_ttl_seconds)?;
         }
-        let drop_items = drop.as_ref().map(|d| DropItems { items: &d.items, reservation_ttl_seconds: d.reservation_ttl_seconds });
-        let event = self.store.create_event(&fields, principal.user_id, drop_items).await.map_err(map_store)?;
+        let drop_items = drop.as_ref().map(|d| DropItems {
+            items: &d.items,
+            reservation_ttl_seconds: d.reservation_ttl_seconds,
+        });
+        let event = self
+            .store
+            .create_event(&fields, principal.user_id, drop_items)
+            .await
+            .map_err(map_store)?;
         self.schedule_changed.notify_one();
         self.details(event).await
     }
@@ -117,7 +143,9 @@ impl EventService {
         if event.created_by == principal.user_id || principal.role == Role::Admin {
             Ok(())
         } else {
-            Err(Error::Forbidden("only the event's creator or an admin may change it"))
+            Err(Error::Forbidden(
+                "only the event's creator or an admin may change it",
+            ))
         }
     }
 
@@ -143,8 +171,15 @@ impl EventService {
             events::validate_items(&drop.items, drop.reservation_ttl_seconds)?;
         }
         let old_items = self.store.event_items(id).await?;
-        let drop_items = drop.as_ref().map(|d| DropItems { items: &d.items, reservation_ttl_seconds: d.reservation_ttl_seconds });
-        let event = self.store.update_event(id, &fields, drop_items).await.map_err(map_store)?;
+        let drop_items = drop.as_ref().map(|d| DropItems {
+            items: &d.items,
+            reservation_ttl_seconds: d.reservation_ttl_seconds,
+        });
+        let event = self
+            .store
+            .update_event(id, &fields, drop_items)
+            .await
+            .map_err(map_store)?;
         if drop.is_some() {
             for item in old_items {
                 self.gate.forget(item.id);
@@ -207,7 +242,10 @@ impl EventService {
             return Ok(self.with_live_stock(entry.0.clone()));
         }
         let event = self.store.event(id).await?;
-        let details = Arc::new(EventDetails { items: self.store.event_items(id).await?, event });
+        let details = Arc::new(EventDetails {
+            items: self.store.event_items(id).await?,
+            event,
+        });
         for item in &details.items {
             if self.gate.known_stock(item.id).is_none() {
                 self.gate.observe(item.id, item.stock_remaining);
@@ -218,10 +256,11 @@ impl EventService {
     }
 
     fn with_live_stock(&self, details: Arc<EventDetails>) -> Arc<EventDetails> {
-        let stale = details
-            .items
-            .iter()
-            .any(|item| self.gate.known_stock(item.id).is_some_and(|stock| stock != item.stock_remaining));
+        let stale = details.items.iter().any(|item| {
+            self.gate
+                .known_stock(item.id)
+                .is_some_and(|stock| stock != item.stock_remaining)
+        });
         if !stale {
             return details;
         }
@@ -270,19 +309,36 @@ impl EventService {
         const SCOPE: &str = "events";
         let page = page_request::<DateTime<Utc>>(&self.cursors, SCOPE, query.limit, query.cursor.as_deref())?;
         let clean = |v: Option<String>| v.map(|v| v.trim().to_lowercase()).filter(|v| !v.is_empty());
-        let filter = EventFilter { status, tag: clean(query.tag), q: clean(query.q), from: query.from, to: query.to, near };
+        let filter = EventFilter {
+            status,
+            tag: clean(query.tag),
+            q: clean(query.q),
+            from: query.from,
+            to: query.to,
+            near,
+        };
         let rows = self.store.list_events(&filter, &page).await?;
-        let page = page_from_rows(&self.cursors, SCOPE, page.limit, rows, |e| Position { key: e.start_time, id: e.id });
+        let page = page_from_rows(&self.cursors, SCOPE, page.limit, rows, |e| Position {
+            key: e.start_time,
+            id: e.id,
+        });
         let ids: Vec<Uuid> = page.data.iter().map(|e| e.id).collect();
         let mut items: HashMap<Uuid, Vec<EventItem>> = HashMap::new();
         for item in self.store.items_of_events(&ids).await? {
             items.entry(item.event_id).or_default().push(item);
         }
-        Ok(page.map(|event| EventDetails { items: items.remove(&event.id).unwrap_or_default(), event }))
+        Ok(page.map(|event| EventDetails {
+            items: items.remove(&event.id).unwrap_or_default(),
+            event,
+        }))
     }
 
     pub async fn attend(&self, principal: &Principal, id: Uuid) -> Result<bool> {
-        let outcome = self.store.attend(id, principal.user_id).await.map_err(map_store)?;
+        let outcome = self
+            .store
+            .attend(id, principal.user_id)
+            .await
+            .map_err(map_store)?;
         self.pages.remove(&id);
         Ok(outcome == Attendance::Joined)
     }
@@ -303,22 +359,36 @@ impl EventService {
 
     pub async fn comment(&self, principal: &Principal, event_id: Uuid, body: &str) -> Result<Comment> {
         events::check_comment(body)?;
-        Ok(self.store.add_comment(event_id, None, principal.user_id, body.trim()).await?)
+        Ok(self
+            .store
+            .add_comment(event_id, None, principal.user_id, body.trim())
+            .await?)
     }
 
     pub async fn reply(&self, principal: &Principal, parent_id: Uuid, body: &str) -> Result<Comment> {
         events::check_comment(body)?;
         let parent = self.store.comment(parent_id).await?;
-        Ok(self.store.add_comment(parent.event_id, Some(parent.id), principal.user_id, body.trim()).await?)
+        Ok(self
+            .store
+            .add_comment(parent.event_id, Some(parent.id), principal.user_id, body.trim())
+            .await?)
     }
 
     /// A page of top-level comments, oldest first, each with its replies.
-    pub async fn threads(&self, event_id: Uuid, limit: Option<i64>, cursor: Option<&str>) -> Result<Page<Thread>> {
+    pub async fn threads(
+        &self,
+        event_id: Uuid,
+        limit: Option<i64>,
+        cursor: Option<&str>,
+    ) -> Result<Page<Thread>> {
         self.store.event(event_id).await?;
         let scope = format!("comments:{event_id}");
         let page = page_request::<DateTime<Utc>>(&self.cursors, &scope, limit, cursor)?;
         let rows = self.store.root_comments(event_id, &page).await?;
-        let page = page_from_rows(&self.cursors, &scope, page.limit, rows, |c| Position { key: c.created_at, id: c.id });
+        let page = page_from_rows(&self.cursors, &scope, page.limit, rows, |c| Position {
+            key: c.created_at,
+            id: c.id,
+        });
         let roots: Vec<Uuid> = page.data.iter().map(|c| c.id).collect();
         let mut children: HashMap<Uuid, Vec<Comment>> = HashMap::new();
         for reply in self.store.replies_under(&roots).await? {

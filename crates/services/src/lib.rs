@@ -3,10 +3,10 @@
 
 pub mod accounts;
 pub mod catalog;
+mod error;
 pub mod events;
 pub mod sales;
 pub mod scheduler;
-mod error;
 pub mod uploads;
 
 pub use error::Error;

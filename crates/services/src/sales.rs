@@ -18,7 +18,9 @@ use domain::sales::{self, OrderStatus};
 use domain::user::Role;
 use gates::{Admission, StockGate};
 use store::Store;
-use store::sales::{ConfirmOutcome, Order, Reservation, ReserveOutcome, Returned, SaleItem, SalesStats};
+use store::sales::{
+    ConfirmOutcome, LedgerLine, Order, Reservation, ReserveOutcome, Returned, SaleItem, SalesStats,
+};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
@@ -45,6 +47,9 @@ pub struct Purchase {
 
 struct Job {
     reservation: Reservation,
+    /// Units the gate let through for this job (0 when it went to the
+    /// database without the gate's leave, to resolve an idempotent retry).
+    admitted: i64,
     reply: oneshot::Sender<Result<ReserveOutcome>>,
 }
 
@@ -122,22 +127,34 @@ impl SalesService {
         if let Some(key) = &idempotency_key
             && let Some(order) = self.store.order_by_key(principal.user_id, key).await?
         {
-            return Ok(Purchase { order, replayed: true });
+            return Ok(Purchase {
+                order,
+                replayed: true,
+            });
         }
         if item.per_user_limit.is_some_and(|limit| quantity > limit) {
-            return Err(Error::conflict("limit_reached", "more than the per-user limit of this item"));
+            return Err(Error::conflict(
+                "limit_reached",
+                "more than the per-user limit of this item",
+            ));
         }
-        self.admit(item_id, quantity).await?;
+        // A keyed retry the gate would turn away may be a replay of an order
+        // still being written: let the database answer it.
+        let admitted = match self.admit(item_id, quantity).await {
+            Ok(()) => quantity,
+            Err(_) if idempotency_key.is_some() => 0,
+            Err(err) => return Err(err),
+        };
         let reservation = Reservation {
             order_id: Uuid::now_v7(),
             user_id: principal.user_id,
             quantity,
             idempotency_key,
         };
-        let outcome = match self.submit(item_id, reservation).await {
+        let outcome = match self.submit(item_id, reservation, admitted).await {
             Ok(outcome) => outcome,
             Err(err) => {
-                self.gate.release(item_id, quantity);
+                self.gate.release(item_id, admitted);
                 return Err(err);
             }
         };
@@ -150,10 +167,19 @@ impl SalesService {
         };
         metrics::counter!("swiftdrop_purchases_total", "outcome" => kind).increment(1);
         match outcome {
-            ReserveOutcome::Reserved(order) => Ok(Purchase { order, replayed: false }),
-            ReserveOutcome::Replayed(order) => Ok(Purchase { order, replayed: true }),
+            ReserveOutcome::Reserved(order) => Ok(Purchase {
+                order,
+                replayed: false,
+            }),
+            ReserveOutcome::Replayed(order) => Ok(Purchase {
+                order,
+                replayed: true,
+            }),
             ReserveOutcome::SoldOut => Err(sold_out()),
-            ReserveOutcome::LimitReached => Err(Error::conflict("limit_reached", "you already hold this item's per-user limit")),
+            ReserveOutcome::LimitReached => Err(Error::conflict(
+                "limit_reached",
+                "you already hold this item's per-user limit",
+            )),
             ReserveOutcome::NotLive => {
                 self.items.remove(&item_id);
                 Err(not_live())
@@ -167,7 +193,8 @@ impl SalesService {
         for _ in 0..2 {
             match self.gate.admit(item_id, quantity) {
                 Admission::Admitted => {
-                    metrics::counter!("swiftdrop_gate_decisions_total", "decision" => "admitted").increment(1);
+                    metrics::counter!("swiftdrop_gate_decisions_total", "decision" => "admitted")
+                        .increment(1);
                     return Ok(());
                 }
                 Admission::Unknown => {
@@ -189,16 +216,22 @@ impl SalesService {
         Err(sold_out())
     }
 
-    async fn submit(&self, item_id: Uuid, reservation: Reservation) -> Result<ReserveOutcome> {
+    async fn submit(&self, item_id: Uuid, reservation: Reservation, admitted: i64) -> Result<ReserveOutcome> {
         let (reply, answer) = oneshot::channel();
-        let mut job = Job { reservation, reply };
+        let mut job = Job {
+            reservation,
+            admitted,
+            reply,
+        };
         // A batcher that just stopped for idleness refuses the job: start a
         // fresh one and send again.
         for _ in 0..3 {
             let sender = self.batcher(item_id);
             match sender.send(job).await {
                 Ok(()) => {
-                    return answer.await.map_err(|_| Error::Internal("reservation batch was dropped".into()))?;
+                    return answer
+                        .await
+                        .map_err(|_| Error::Internal("reservation batch was dropped".into()))?;
                 }
                 Err(mpsc::error::SendError(returned)) => {
                     self.batchers.remove_if(&item_id, |_, s| s.same_channel(&sender));
@@ -206,7 +239,9 @@ impl SalesService {
                 }
             }
         }
-        Err(Error::Internal("no reservation batcher accepted the request".into()))
+        Err(Error::Internal(
+            "no reservation batcher accepted the request".into(),
+        ))
     }
 
     fn batcher(&self, item_id: Uuid) -> mpsc::Sender<Job> {
@@ -248,7 +283,10 @@ impl SalesService {
                 if let Some(returned) = returned {
                     self.stock_returned(&returned);
                 }
-                Err(Error::conflict("reservation_expired", "the reservation expired before it was confirmed"))
+                Err(Error::conflict(
+                    "reservation_expired",
+                    "the reservation expired before it was confirmed",
+                ))
             }
             ConfirmOutcome::Canceled => Err(Error::conflict("order_canceled", "the order was canceled")),
         }
@@ -263,7 +301,10 @@ impl SalesService {
         match self.store.cancel_order(id, domain::clock::now()).await? {
             Some(returned) => self.stock_returned(&returned),
             None if order.status == OrderStatus::Expired => {
-                return Err(Error::conflict("reservation_expired", "the reservation had already expired"));
+                return Err(Error::conflict(
+                    "reservation_expired",
+                    "the reservation had already expired",
+                ));
             }
             None => {}
         }
@@ -291,15 +332,31 @@ impl SalesService {
     }
 
     fn stock_returned(&self, returned: &Returned) {
-        self.gate.observe(returned.event_item_id, returned.stock_remaining);
+        self.gate
+            .observe(returned.event_item_id, returned.stock_remaining);
         self.events.invalidate(returned.event_id);
     }
 
-    pub async fn my_orders(&self, principal: &Principal, limit: Option<i64>, cursor: Option<&str>) -> Result<Page<Order>> {
+    pub async fn my_orders(
+        &self,
+        principal: &Principal,
+        limit: Option<i64>,
+        cursor: Option<&str>,
+    ) -> Result<Page<Order>> {
         const SCOPE: &str = "orders";
         let page = page_request::<DateTime<Utc>>(&self.cursors, SCOPE, limit, cursor)?;
         let rows = self.store.user_orders(principal.user_id, &page).await?;
-        Ok(page_from_rows(&self.cursors, SCOPE, page.limit, rows, |o| Position { key: o.created_at, id: o.id }))
+        Ok(page_from_rows(&self.cursors, SCOPE, page.limit, rows, |o| {
+            Position {
+                key: o.created_at,
+                id: o.id,
+            }
+        }))
+    }
+
+    pub async fn ledger(&self, event_id: Uuid) -> Result<Vec<LedgerLine>> {
+        self.store.event(event_id).await?;
+        Ok(self.store.stock_ledger(event_id).await?)
     }
 
     pub async fn stats(&self) -> Result<SalesStats> {
@@ -349,19 +406,28 @@ impl Batcher {
     }
 
     async fn reserve(&self, jobs: Vec<Job>) {
-        let admitted: i64 = jobs.iter().map(|j| j.reservation.quantity).sum();
+        let admitted: i64 = jobs.iter().map(|j| j.admitted).sum();
         let reservations: Vec<Reservation> = jobs.iter().map(|j| j.reservation.clone()).collect();
         let started = Instant::now();
         let result = self
             .store
-            .reserve_batch(self.item_id, &reservations, domain::clock::now(), self.default_ttl_seconds)
+            .reserve_batch(
+                self.item_id,
+                &reservations,
+                domain::clock::now(),
+                self.default_ttl_seconds,
+            )
             .await;
         metrics::histogram!("swiftdrop_reserve_batch_seconds").record(started.elapsed().as_secs_f64());
         metrics::histogram!("swiftdrop_reserve_batch_size").record(jobs.len() as f64);
         match result {
             Ok(batch) => {
                 self.gate.settle(self.item_id, admitted, batch.stock_remaining);
-                if batch.outcomes.iter().any(|o| matches!(o, ReserveOutcome::Reserved(_))) {
+                if batch
+                    .outcomes
+                    .iter()
+                    .any(|o| matches!(o, ReserveOutcome::Reserved(_)))
+                {
                     self.events.invalidate(batch.event_id);
                 }
                 for (job, outcome) in jobs.into_iter().zip(batch.outcomes) {
@@ -372,7 +438,9 @@ impl Batcher {
                 // Each caller releases its own admitted units on an error.
                 tracing::error!(item = %self.item_id, %err, "reservation batch failed");
                 for job in jobs {
-                    let _ = job.reply.send(Err(Error::Internal(format!("reservation failed: {err}"))));
+                    let _ = job
+                        .reply
+                        .send(Err(Error::Internal(format!("reservation failed: {err}"))));
                 }
             }
         }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use store::Store;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use crate::events::EventService;
 use crate::sales::SalesService;
@@ -24,9 +25,10 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    /// Runs until the task is dropped.
-    pub async fn run(self) {
-        loop {
+    /// Runs until `stop` is cancelled. A step in progress always finishes:
+    /// a transaction is never abandoned half-way.
+    pub async fn run(self, stop: CancellationToken) {
+        while !stop.is_cancelled() {
             let sleep = match self.step().await {
                 Ok(sleep) => sleep,
                 Err(err) => {
@@ -37,6 +39,7 @@ impl Scheduler {
             tokio::select! {
                 () = tokio::time::sleep(sleep) => {}
                 () = self.wake.notified() => {}
+                () = stop.cancelled() => {}
             }
         }
     }
@@ -56,14 +59,21 @@ impl Scheduler {
         if expired > 0 {
             tracing::info!(expired, "reservations expired; stock returned");
         }
-        let next = [self.store.next_transition_at().await?, self.sales.next_expiry_at().await?]
-            .into_iter()
-            .flatten()
-            .min();
+        let next = [
+            self.store.next_transition_at().await?,
+            self.sales.next_expiry_at().await?,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         let lag = domain::clock::now() - now;
-        metrics::histogram!("swiftdrop_scheduler_step_seconds").record(lag.num_microseconds().unwrap_or(0) as f64 / 1e6);
+        metrics::histogram!("swiftdrop_scheduler_step_seconds")
+            .record(lag.num_microseconds().unwrap_or(0) as f64 / 1e6);
         Ok(match next {
-            Some(at) => (at - domain::clock::now()).to_std().unwrap_or(Duration::ZERO).min(MAX_SLEEP),
+            Some(at) => (at - domain::clock::now())
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+                .min(MAX_SLEEP),
             None => MAX_SLEEP,
         })
     }

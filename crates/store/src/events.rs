@@ -100,10 +100,20 @@ pub struct Transition {
 
 #[async_trait]
 pub trait EventStore {
-    async fn create_event(&self, fields: &EventFields, created_by: Uuid, drop: Option<DropItems<'_>>) -> Result<Event>;
+    async fn create_event(
+        &self,
+        fields: &EventFields,
+        created_by: Uuid,
+        drop: Option<DropItems<'_>>,
+    ) -> Result<Event>;
     /// Updates the community fields; with `drop`, also replaces the items,
     /// which is only allowed while the event is scheduled.
-    async fn update_event(&self, id: Uuid, fields: &EventFields, drop: Option<DropItems<'_>>) -> Result<Event>;
+    async fn update_event(
+        &self,
+        id: Uuid,
+        fields: &EventFields,
+        drop: Option<DropItems<'_>>,
+    ) -> Result<Event>;
     /// Soft-deletes the event and cancels its open reservations (their
     /// stock returns, keeping every item's count whole).
     async fn delete_event(&self, id: Uuid) -> Result<()>;
@@ -111,7 +121,11 @@ pub trait EventStore {
     async fn event_items(&self, event_id: Uuid) -> Result<Vec<EventItem>>;
     /// The items of several events at once (a list page), by position.
     async fn items_of_events(&self, event_ids: &[Uuid]) -> Result<Vec<EventItem>>;
-    async fn list_events(&self, filter: &EventFilter, page: &PageRequest<DateTime<Utc>>) -> Result<Vec<Event>>;
+    async fn list_events(
+        &self,
+        filter: &EventFilter,
+        page: &PageRequest<DateTime<Utc>>,
+    ) -> Result<Vec<Event>>;
     /// Forces a status now: `live` moves the start to now if it was later,
     /// `closed` moves the end, `canceled` just cancels. Final events refuse.
     async fn force_status(&self, id: Uuid, status: EventStatus) -> Result<Event>;
@@ -121,7 +135,13 @@ pub trait EventStore {
     async fn subscribe(&self, event_id: Uuid, user_id: Uuid) -> Result<()>;
     async fn unsubscribe(&self, event_id: Uuid, user_id: Uuid) -> Result<()>;
 
-    async fn add_comment(&self, event_id: Uuid, parent_id: Option<Uuid>, user_id: Uuid, body: &str) -> Result<Comment>;
+    async fn add_comment(
+        &self,
+        event_id: Uuid,
+        parent_id: Option<Uuid>,
+        user_id: Uuid,
+        body: &str,
+    ) -> Result<Comment>;
     async fn comment(&self, id: Uuid) -> Result<Comment>;
     /// A page of top-level comments, oldest first.
     async fn root_comments(&self, event_id: Uuid, page: &PageRequest<DateTime<Utc>>) -> Result<Vec<Comment>>;
@@ -147,7 +167,12 @@ pub(crate) use push_list;
 
 #[async_trait]
 impl EventStore for SqlStore {
-    async fn create_event(&self, fields: &EventFields, created_by: Uuid, drop: Option<DropItems<'_>>) -> Result<Event> {
+    async fn create_event(
+        &self,
+        fields: &EventFields,
+        created_by: Uuid,
+        drop: Option<DropItems<'_>>,
+    ) -> Result<Event> {
         let id = Uuid::now_v7();
         let now = domain::clock::now();
         on_pool!(self, pool => {
@@ -218,7 +243,12 @@ impl EventStore for SqlStore {
         })
     }
 
-    async fn update_event(&self, id: Uuid, fields: &EventFields, drop: Option<DropItems<'_>>) -> Result<Event> {
+    async fn update_event(
+        &self,
+        id: Uuid,
+        fields: &EventFields,
+        drop: Option<DropItems<'_>>,
+    ) -> Result<Event> {
         let now = domain::clock::now();
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
@@ -369,7 +399,11 @@ impl EventStore for SqlStore {
         })
     }
 
-    async fn list_events(&self, filter: &EventFilter, page: &PageRequest<DateTime<Utc>>) -> Result<Vec<Event>> {
+    async fn list_events(
+        &self,
+        filter: &EventFilter,
+        page: &PageRequest<DateTime<Utc>>,
+    ) -> Result<Vec<Event>> {
         on_pool!(self, pool => {
             let mut query = sqlx::QueryBuilder::new(format!("{EVENT_SELECT} WHERE e.deleted_at IS NULL"));
             if let Some(status) = filter.status {
@@ -575,9 +609,17 @@ impl EventStore for SqlStore {
         })
     }
 
-    async fn add_comment(&self, event_id: Uuid, parent_id: Option<Uuid>, user_id: Uuid, body: &str) -> Result<Comment> {
+    async fn add_comment(
+        &self,
+        event_id: Uuid,
+        parent_id: Option<Uuid>,
+        user_id: Uuid,
+        body: &str,
+    ) -> Result<Comment> {
         let id = Uuid::now_v7();
-        let sql = format!("SELECT {COMMENT_COLUMNS} FROM comments c JOIN users u ON u.id = c.user_id WHERE c.id = $1");
+        let sql = format!(
+            "SELECT {COMMENT_COLUMNS} FROM comments c JOIN users u ON u.id = c.user_id WHERE c.id = $1"
+        );
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM events WHERE id = $1 AND deleted_at IS NULL)")
@@ -603,7 +645,9 @@ impl EventStore for SqlStore {
     }
 
     async fn comment(&self, id: Uuid) -> Result<Comment> {
-        let sql = format!("SELECT {COMMENT_COLUMNS} FROM comments c JOIN users u ON u.id = c.user_id WHERE c.id = $1");
+        let sql = format!(
+            "SELECT {COMMENT_COLUMNS} FROM comments c JOIN users u ON u.id = c.user_id WHERE c.id = $1"
+        );
         on_pool!(self, pool => Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_one(pool).await?))
     }
 

@@ -11,16 +11,16 @@
 mod db;
 pub mod accounts;
 pub mod catalog;
+mod error;
 pub mod events;
 pub mod sales;
-mod error;
 
 pub use accounts::AccountStore;
 pub use catalog::CatalogStore;
-pub use events::EventStore;
-pub use sales::SalesStore;
 pub use db::{Backend, ConnectOptions, SqlStore};
 pub use error::StoreError;
+pub use events::EventStore;
+pub use sales::SalesStore;
 
 /// Everything the services need from storage. One object implements every
 /// domain's repository trait; services hold it as `Arc<dyn Store>`.

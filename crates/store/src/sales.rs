@@ -104,6 +104,15 @@ pub enum ConfirmOutcome {
     Canceled,
 }
 
+#[derive(Debug, Clone, FromRow)]
+pub struct LedgerLine {
+    pub event_item_id: Uuid,
+    pub stock_total: i64,
+    pub stock_remaining: i64,
+    pub reserved: i64,
+    pub confirmed: i64,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct SalesStats {
     pub events_by_status: HashMap<String, i64>,
@@ -138,8 +147,10 @@ pub trait SalesStore {
     /// Expires up to `limit` reservations due at `now`, returning stock.
     async fn expire_due(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<Returned>>;
     async fn next_expiry_at(&self) -> Result<Option<DateTime<Utc>>>;
-    /// Stock returned: a sold-out event inside its window goes live again.
     async fn sales_stats(&self) -> Result<SalesStats>;
+    /// Per item of an event: stock and the units its orders hold, counted
+    /// from the orders themselves (to audit the no-oversell invariant).
+    async fn stock_ledger(&self, event_id: Uuid) -> Result<Vec<LedgerLine>>;
 }
 
 /// Puts stock back and revives a sold-out event (inside a transaction).
@@ -185,7 +196,11 @@ impl SalesStore for SqlStore {
     ) -> Result<BatchResult> {
         // SQLite's BEGIN IMMEDIATE already serializes writers; PostgreSQL
         // needs the item row locked for the read-decide-write below.
-        let lock = if self.backend() == Backend::Postgres { " FOR UPDATE OF i" } else { "" };
+        let lock = if self.backend() == Backend::Postgres {
+            " FOR UPDATE OF i"
+        } else {
+            ""
+        };
         let select = format!(
             "SELECT i.stock_remaining, i.per_user_limit, i.price_cents, i.currency, i.product_id, i.event_id, \
              e.status, e.start_time, e.end_time, e.reservation_ttl_seconds \
@@ -417,6 +432,10 @@ impl SalesStore for SqlStore {
         .await?))
     }
 
+    async fn stock_ledger(&self, event_id: Uuid) -> Result<Vec<LedgerLine>> {
+        self.ledger(event_id).await
+    }
+
     async fn sales_stats(&self) -> Result<SalesStats> {
         on_pool!(self, pool => {
             let events: Vec<(String, i64)> = sqlx::query_as(
@@ -458,10 +477,32 @@ impl SalesStore for SqlStore {
 }
 
 impl SqlStore {
+    async fn ledger(&self, event_id: Uuid) -> Result<Vec<LedgerLine>> {
+        on_pool!(self, pool => Ok(sqlx::query_as(
+            "SELECT i.id AS event_item_id, i.stock_total, i.stock_remaining, \
+               CAST(COALESCE(SUM(CASE WHEN o.status = 'reserved' THEN o.quantity ELSE 0 END), 0) AS BIGINT) AS reserved, \
+               CAST(COALESCE(SUM(CASE WHEN o.status = 'confirmed' THEN o.quantity ELSE 0 END), 0) AS BIGINT) AS confirmed \
+             FROM event_items i LEFT JOIN orders o ON o.event_item_id = i.id \
+             WHERE i.event_id = $1 GROUP BY i.id, i.stock_total, i.stock_remaining, i.position ORDER BY i.position",
+        )
+        .bind(event_id)
+        .fetch_all(pool)
+        .await?))
+    }
+
     /// Ends a hold (`canceled` or `expired`) and returns its stock in one
     /// transaction; `None` when the order no longer held stock.
-    async fn finish_hold(&self, id: Uuid, status: &'static str, now: DateTime<Utc>) -> Result<Option<Returned>> {
-        let holding = if status == "expired" { "('reserved')" } else { "('reserved', 'confirmed')" };
+    async fn finish_hold(
+        &self,
+        id: Uuid,
+        status: &'static str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Returned>> {
+        let holding = if status == "expired" {
+            "('reserved')"
+        } else {
+            "('reserved', 'confirmed')"
+        };
         let sql = format!(
             "UPDATE orders SET status = $2, updated_at = $3 WHERE id = $1 AND status IN {holding} \
              RETURNING id, user_id, event_id, event_item_id, quantity"

@@ -118,7 +118,12 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         request_timeout: Duration::from_secs(config.request_timeout_seconds),
         cors_origins: config.cors_origins.clone(),
     };
-    Ok(App { state, bus, settings, schedule_changed })
+    Ok(App {
+        state,
+        bus,
+        settings,
+        schedule_changed,
+    })
 }
 
 /// Creates the data folder if needed, opens the database and migrates it.
@@ -178,7 +183,8 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let background = spawn_background(&app);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let (tasks, stoppable) = spawn_background(&app, &stop);
     let store = app.state.store.clone();
     let router = api::router(app.state, &app.settings, web::pages());
     let addr = listener.local_addr()?;
@@ -190,7 +196,14 @@ pub async fn serve(
     .with_graceful_shutdown(shutdown)
     .await
     .context("server failed")?;
-    for task in background {
+    // Stop background work between steps (never inside a transaction).
+    stop.cancel();
+    for task in stoppable {
+        if tokio::time::timeout(Duration::from_secs(10), task).await.is_err() {
+            tracing::warn!("a background task did not stop within 10 s");
+        }
+    }
+    for task in tasks {
         task.abort();
     }
     store.close().await;
@@ -198,7 +211,11 @@ pub async fn serve(
     Ok(())
 }
 
-fn spawn_background(app: &App) -> Vec<tokio::task::JoinHandle<()>> {
+type Tasks = Vec<tokio::task::JoinHandle<()>>;
+
+/// Starts the background work of a process: tasks that may simply be
+/// dropped, and tasks that must be asked to stop (they write).
+fn spawn_background(app: &App, stop: &tokio_util::sync::CancellationToken) -> (Tasks, Tasks) {
     let cache = app.state.accounts.auth_cache();
     let follow = tokio::spawn(cache.follow(app.bus.clone()));
     let limits = app.state.limits.clone();
@@ -217,8 +234,8 @@ fn spawn_background(app: &App) -> Vec<tokio::task::JoinHandle<()>> {
         sales: app.state.sales.clone(),
         wake: app.schedule_changed.clone(),
     };
-    let scheduler = tokio::spawn(scheduler.run());
-    vec![follow, sweep, scheduler]
+    let scheduler = tokio::spawn(scheduler.run(stop.clone()));
+    (vec![follow, sweep], vec![scheduler])
 }
 
 /// The metrics recorder is process-wide by the `metrics` crate's design;

@@ -22,6 +22,44 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(deactivate_user))
         .routes(routes!(activate_user))
         .routes(routes!(dashboard))
+        .routes(routes!(stock_ledger))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LedgerLineView {
+    event_item_id: Uuid,
+    stock_total: i64,
+    stock_remaining: i64,
+    /// Units held by reserved orders.
+    reserved: i64,
+    /// Units held by confirmed orders.
+    confirmed: i64,
+    /// `stock_remaining + reserved + confirmed == stock_total`.
+    balanced: bool,
+}
+
+/// Audits a drop: per item, stock against the units its orders hold.
+#[utoipa::path(get, path = "/api/v1/admin/events/{id}/stock", tag = "admin", params(("id" = Uuid, Path)),
+    responses((status = 200, body = Vec<LedgerLineView>), (status = 404, body = Problem)), security(("bearer" = [])))]
+async fn stock_ledger(
+    State(state): State<AppState>,
+    Admin(_admin): Admin,
+    Path(id): Path<Uuid>,
+) -> ApiResult<axum::Json<Vec<LedgerLineView>>> {
+    let lines = state.sales.ledger(id).await?;
+    Ok(axum::Json(
+        lines
+            .into_iter()
+            .map(|l| LedgerLineView {
+                balanced: l.stock_remaining + l.reserved + l.confirmed == l.stock_total,
+                event_item_id: l.event_item_id,
+                stock_total: l.stock_total,
+                stock_remaining: l.stock_remaining,
+                reserved: l.reserved,
+                confirmed: l.confirmed,
+            })
+            .collect(),
+    ))
 }
 
 #[derive(Serialize, ToSchema)]

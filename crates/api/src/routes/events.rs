@@ -88,9 +88,10 @@ pub struct EventPatch {
 fn point(coordinates: Option<GeoJsonPoint>) -> Result<Option<GeoPoint>, ApiError> {
     match coordinates {
         None => Ok(None),
-        Some(GeoJsonPoint { kind, coordinates: [longitude, latitude] }) if kind == "Point" => {
-            Ok(Some(GeoPoint { longitude, latitude }))
-        }
+        Some(GeoJsonPoint {
+            kind,
+            coordinates: [longitude, latitude],
+        }) if kind == "Point" => Ok(Some(GeoPoint { longitude, latitude })),
         Some(_) => Err(ApiError::invalid("coordinates", "must be a GeoJSON Point")),
     }
 }
@@ -152,7 +153,10 @@ pub struct EventListQuery {
 /// Events by start time, soonest first.
 #[utoipa::path(get, path = "/api/v1/events", tag = "events", params(EventListQuery),
     responses((status = 200, body = PageView<EventView>), (status = 422, body = Problem)))]
-async fn list_events(State(state): State<AppState>, Query(q): Query<EventListQuery>) -> ApiResult<axum::Json<PageView<EventView>>> {
+async fn list_events(
+    State(state): State<AppState>,
+    Query(q): Query<EventListQuery>,
+) -> ApiResult<axum::Json<PageView<EventView>>> {
     let page = state
         .events
         .list(EventQuery {
@@ -221,7 +225,12 @@ async fn patch_event(
     let cancel = match patch.status.as_deref() {
         None => false,
         Some("canceled") => true,
-        Some(_) => return Err(ApiError::invalid("status", "only canceled can be set; other statuses follow the clock")),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "status",
+                "only canceled can be set; other statuses follow the clock",
+            ));
+        }
     };
     let mut input = state.events.current_input(id).await?;
     if let Some(v) = patch.title {
@@ -261,7 +270,11 @@ async fn patch_event(
 /// Deletes an event (owner or admin); open reservations are canceled.
 #[utoipa::path(delete, path = "/api/v1/events/{id}", tag = "events", params(("id" = Uuid, Path)),
     responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem)), security(("bearer" = [])))]
-async fn delete_event(State(state): State<AppState>, Auth(principal): Auth, Path(id): Path<Uuid>) -> ApiResult<StatusCode> {
+async fn delete_event(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<Uuid>,
+) -> ApiResult<StatusCode> {
     state.events.delete(&principal, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -269,7 +282,11 @@ async fn delete_event(State(state): State<AppState>, Auth(principal): Auth, Path
 /// Subscribes the caller to the event's updates.
 #[utoipa::path(put, path = "/api/v1/events/{id}/subscription", tag = "events", params(("id" = Uuid, Path)),
     responses((status = 204), (status = 404, body = Problem)), security(("bearer" = [])))]
-async fn subscribe(State(state): State<AppState>, Auth(principal): Auth, Path(id): Path<Uuid>) -> ApiResult<StatusCode> {
+async fn subscribe(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<Uuid>,
+) -> ApiResult<StatusCode> {
     state.events.subscribe(&principal, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -277,7 +294,11 @@ async fn subscribe(State(state): State<AppState>, Auth(principal): Auth, Path(id
 /// Unsubscribes the caller.
 #[utoipa::path(delete, path = "/api/v1/events/{id}/subscription", tag = "events", params(("id" = Uuid, Path)),
     responses((status = 204)), security(("bearer" = [])))]
-async fn unsubscribe(State(state): State<AppState>, Auth(principal): Auth, Path(id): Path<Uuid>) -> ApiResult<StatusCode> {
+async fn unsubscribe(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<Uuid>,
+) -> ApiResult<StatusCode> {
     state.events.unsubscribe(&principal, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -287,15 +308,27 @@ async fn unsubscribe(State(state): State<AppState>, Auth(principal): Auth, Path(
 #[utoipa::path(post, path = "/api/v1/events/{id}/attendance", tag = "events", params(("id" = Uuid, Path)),
     responses((status = 201), (status = 200), (status = 404, body = Problem), (status = 409, body = Problem)),
     security(("bearer" = [])))]
-async fn attend(State(state): State<AppState>, Auth(principal): Auth, Path(id): Path<Uuid>) -> ApiResult<StatusCode> {
+async fn attend(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<Uuid>,
+) -> ApiResult<StatusCode> {
     let joined = state.events.attend(&principal, id).await?;
-    Ok(if joined { StatusCode::CREATED } else { StatusCode::OK })
+    Ok(if joined {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    })
 }
 
 /// Stops attending.
 #[utoipa::path(delete, path = "/api/v1/events/{id}/attendance", tag = "events", params(("id" = Uuid, Path)),
     responses((status = 204)), security(("bearer" = [])))]
-async fn leave(State(state): State<AppState>, Auth(principal): Auth, Path(id): Path<Uuid>) -> ApiResult<StatusCode> {
+async fn leave(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<Uuid>,
+) -> ApiResult<StatusCode> {
     state.events.leave(&principal, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -308,7 +341,10 @@ async fn list_comments(
     Path(id): Path<Uuid>,
     Query(query): Query<PageQuery>,
 ) -> ApiResult<axum::Json<PageView<CommentView>>> {
-    let page = state.events.threads(id, query.limit, query.cursor.as_deref()).await?;
+    let page = state
+        .events
+        .threads(id, query.limit, query.cursor.as_deref())
+        .await?;
     Ok(axum::Json(PageView::from_page(page, CommentView::from)))
 }
 
@@ -383,7 +419,11 @@ async fn replace_drop(
 /// Puts an event live now.
 #[utoipa::path(post, path = "/api/v1/admin/events/{id}/open", tag = "events", params(("id" = Uuid, Path)),
     responses((status = 200, body = EventView), (status = 409, body = Problem)), security(("bearer" = [])))]
-async fn open_event(State(state): State<AppState>, Admin(admin): Admin, Path(id): Path<Uuid>) -> ApiResult<axum::Json<EventView>> {
+async fn open_event(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Path(id): Path<Uuid>,
+) -> ApiResult<axum::Json<EventView>> {
     let details = state.events.force(&admin, id, EventStatus::Live).await?;
     state.sales.forget_items();
     Ok(axum::Json(EventView::from(&details)))
@@ -392,7 +432,11 @@ async fn open_event(State(state): State<AppState>, Admin(admin): Admin, Path(id)
 /// Closes an event now.
 #[utoipa::path(post, path = "/api/v1/admin/events/{id}/close", tag = "events", params(("id" = Uuid, Path)),
     responses((status = 200, body = EventView), (status = 409, body = Problem)), security(("bearer" = [])))]
-async fn close_event(State(state): State<AppState>, Admin(admin): Admin, Path(id): Path<Uuid>) -> ApiResult<axum::Json<EventView>> {
+async fn close_event(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Path(id): Path<Uuid>,
+) -> ApiResult<axum::Json<EventView>> {
     let details = state.events.force(&admin, id, EventStatus::Closed).await?;
     state.sales.forget_items();
     Ok(axum::Json(EventView::from(&details)))

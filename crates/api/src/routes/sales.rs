@@ -73,7 +73,11 @@ async fn purchase(
         ),
     };
     let purchase = state.sales.purchase(&principal, id, body.quantity, key).await?;
-    let status = if purchase.replayed { StatusCode::OK } else { StatusCode::CREATED };
+    let status = if purchase.replayed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
     Ok((status, axum::Json(purchase.order.into())))
 }
 
@@ -81,7 +85,11 @@ async fn purchase(
 #[utoipa::path(post, path = "/api/v1/purchase/{id}/confirm", tag = "sales", params(("id" = Uuid, Path, description = "the order")),
     responses((status = 200, body = OrderView), (status = 404, body = Problem), (status = 409, body = Problem)),
     security(("bearer" = [])))]
-async fn confirm(State(state): State<AppState>, Auth(principal): Auth, Path(id): Path<Uuid>) -> ApiResult<axum::Json<OrderView>> {
+async fn confirm(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<Uuid>,
+) -> ApiResult<axum::Json<OrderView>> {
     Ok(axum::Json(state.sales.confirm(&principal, id).await?.into()))
 }
 
@@ -89,14 +97,22 @@ async fn confirm(State(state): State<AppState>, Auth(principal): Auth, Path(id):
 #[utoipa::path(post, path = "/api/v1/purchase/{id}/cancel", tag = "sales", params(("id" = Uuid, Path, description = "the order")),
     responses((status = 200, body = OrderView), (status = 404, body = Problem), (status = 409, body = Problem)),
     security(("bearer" = [])))]
-async fn cancel(State(state): State<AppState>, Auth(principal): Auth, Path(id): Path<Uuid>) -> ApiResult<axum::Json<OrderView>> {
+async fn cancel(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<Uuid>,
+) -> ApiResult<axum::Json<OrderView>> {
     Ok(axum::Json(state.sales.cancel(&principal, id).await?.into()))
 }
 
 /// One order: its owner or an admin (404 for anyone else).
 #[utoipa::path(get, path = "/api/v1/orders/{id}", tag = "sales", params(("id" = Uuid, Path)),
     responses((status = 200, body = OrderView), (status = 404, body = Problem)), security(("bearer" = [])))]
-async fn get_order(State(state): State<AppState>, Auth(principal): Auth, Path(id): Path<Uuid>) -> ApiResult<axum::Json<OrderView>> {
+async fn get_order(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<Uuid>,
+) -> ApiResult<axum::Json<OrderView>> {
     Ok(axum::Json(state.sales.order(&principal, id).await?.into()))
 }
 
@@ -108,6 +124,9 @@ async fn my_orders(
     Auth(principal): Auth,
     Query(query): Query<PageQuery>,
 ) -> ApiResult<axum::Json<PageView<OrderView>>> {
-    let page = state.sales.my_orders(&principal, query.limit, query.cursor.as_deref()).await?;
+    let page = state
+        .sales
+        .my_orders(&principal, query.limit, query.cursor.as_deref())
+        .await?;
     Ok(axum::Json(PageView::from_page(page, OrderView::from)))
 }

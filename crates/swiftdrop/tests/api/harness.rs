@@ -74,11 +74,7 @@ impl TestApp {
     async fn launch(config: Config, data: TempDir, pg_schema: Option<(String, String)>) -> TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let app = swiftdrop::build(&config).await.expect("app builds");
-        let (shutdown, stop) = oneshot::channel::<()>();
-        let server = tokio::spawn(swiftdrop::serve(app, listener, async {
-            let _ = stop.await;
-        }));
+        let (shutdown, server) = Self::serve(&config, listener).await;
         let client = Client::builder()
             .timeout(std::time::Duration::from_secs(30))
             .build()
@@ -92,6 +88,34 @@ impl TestApp {
             pg_schema,
             _data: data,
         }
+    }
+
+    async fn serve(
+        config: &Config,
+        listener: tokio::net::TcpListener,
+    ) -> (oneshot::Sender<()>, tokio::task::JoinHandle<anyhow::Result<()>>) {
+        let app = swiftdrop::build(config).await.expect("app builds");
+        let (shutdown, stop) = oneshot::channel::<()>();
+        let server = tokio::spawn(swiftdrop::serve(app, listener, async {
+            let _ = stop.await;
+        }));
+        (shutdown, server)
+    }
+
+    /// Stops the server, keeps its database, waits `downtime`, and starts it
+    /// again on the same address, as after a crash or a deploy.
+    pub async fn restart(&mut self, downtime: std::time::Duration) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task").expect("server stops cleanly");
+        }
+        tokio::time::sleep(downtime).await;
+        let listener = tokio::net::TcpListener::bind(self.addr).await.expect("rebind");
+        let (shutdown, server) = Self::serve(&self.config, listener).await;
+        self.shutdown = Some(shutdown);
+        self.server = Some(server);
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -219,6 +243,8 @@ async fn create_schema(url: &str, schema: &str) {
 async fn drop_schema(url: &str, schema: &str) {
     use sqlx::Connection;
     if let Ok(mut conn) = sqlx::PgConnection::connect(url).await {
+        // Never hang a test run on cleanup: leave the schema if it is busy.
+        let _ = sqlx::query("SET lock_timeout = '5s'").execute(&mut conn).await;
         let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
             "DROP SCHEMA IF EXISTS {schema} CASCADE"
         )))

@@ -5,5 +5,7 @@ mod admin;
 mod auth;
 mod catalog;
 mod cli;
+mod events;
 mod harness;
 mod http;
+mod sales;
