@@ -7,7 +7,11 @@
 
 pub mod auth;
 mod crowd;
+pub mod event_page;
+pub mod flash_sale;
+mod setup;
 mod stats;
+mod wire;
 
 use clap::Subcommand;
 
@@ -16,10 +20,16 @@ pub enum Scenario {
     /// Logins (bcrypt) at a fixed rate while signed-in users call
     /// `GET /api/v1/auth/me`: shows hashing does not stall other requests.
     Auth(auth::AuthOptions),
+    /// A crowd buying one hot item, then the stock invariant read back.
+    FlashSale(flash_sale::FlashSaleOptions),
+    /// Readers of one live event page.
+    EventPage(event_page::EventPageOptions),
 }
 
 pub async fn run(scenario: Scenario) -> anyhow::Result<()> {
     match scenario {
         Scenario::Auth(options) => auth::run(options).await,
+        Scenario::FlashSale(options) => flash_sale::run(options).await,
+        Scenario::EventPage(options) => event_page::run(options).await,
     }
 }

@@ -28,8 +28,8 @@ use crate::accounts::Principal;
 use crate::events::EventService;
 use crate::{Error, Result};
 
-/// Requests one transaction reserves at most.
-const MAX_BATCH: usize = 256;
+/// Requests one transaction reserves at most, by default.
+pub const DEFAULT_MAX_BATCH: usize = 256;
 /// How long an idle item's batcher waits before it stops.
 const BATCHER_IDLE: Duration = Duration::from_secs(30);
 /// How long the purchase path trusts its cached view of an item's event.
@@ -59,6 +59,7 @@ pub struct SalesService {
     events: Arc<EventService>,
     cursors: CursorCodec,
     default_ttl_seconds: i64,
+    max_batch: usize,
     items: DashMap<Uuid, (SaleItem, Instant)>,
     batchers: Arc<DashMap<Uuid, mpsc::Sender<Job>>>,
 }
@@ -78,6 +79,7 @@ impl SalesService {
         events: Arc<EventService>,
         cursors: CursorCodec,
         default_ttl_seconds: i64,
+        max_batch: usize,
     ) -> Self {
         SalesService {
             store,
@@ -85,6 +87,7 @@ impl SalesService {
             events,
             cursors,
             default_ttl_seconds,
+            max_batch: max_batch.max(1),
             items: DashMap::new(),
             batchers: Arc::new(DashMap::new()),
         }
@@ -248,9 +251,10 @@ impl SalesService {
         self.batchers
             .entry(item_id)
             .or_insert_with(|| {
-                let (sender, receiver) = mpsc::channel(4 * MAX_BATCH);
+                let (sender, receiver) = mpsc::channel(4 * self.max_batch);
                 let batcher = Batcher {
                     item_id,
+                    max_batch: self.max_batch,
                     store: self.store.clone(),
                     gate: self.gate.clone(),
                     events: self.events.clone(),
@@ -367,6 +371,7 @@ impl SalesService {
 /// The group-commit loop of one item.
 struct Batcher {
     item_id: Uuid,
+    max_batch: usize,
     store: Arc<dyn Store>,
     gate: Arc<StockGate>,
     events: Arc<EventService>,
@@ -393,9 +398,9 @@ impl Batcher {
                     return;
                 }
             };
-            let mut jobs = Vec::with_capacity(MAX_BATCH);
+            let mut jobs = Vec::with_capacity(self.max_batch);
             jobs.push(first);
-            while jobs.len() < MAX_BATCH {
+            while jobs.len() < self.max_batch {
                 match self.receiver.try_recv() {
                     Ok(job) => jobs.push(job),
                     Err(_) => break,

@@ -53,6 +53,9 @@ pub struct Config {
     /// Purchase attempts per second per address, and their burst.
     pub purchase_requests_per_second: u32,
     pub purchase_burst: u32,
+    /// Most purchases one reservation transaction groups (1 turns group
+    /// commit off, for comparison).
+    pub reserve_batch_max: usize,
     /// S3-compatible bucket for uploads; unset keeps them in the data folder.
     pub s3_bucket: Option<String>,
     /// Endpoint of an S3-compatible service (MinIO, R2, ...); unset for AWS.
@@ -94,6 +97,7 @@ impl Default for Config {
             db_max_connections: 16,
             purchase_requests_per_second: 5,
             purchase_burst: 10,
+            reserve_batch_max: services::sales::DEFAULT_MAX_BATCH,
             s3_bucket: None,
             s3_endpoint: None,
             s3_region: None,
@@ -168,6 +172,9 @@ impl Config {
         }
         if self.db_max_connections == 0 {
             bail!("SWIFTDROP_DB_MAX_CONNECTIONS must be more than 0");
+        }
+        if self.reserve_batch_max == 0 {
+            bail!("SWIFTDROP_RESERVE_BATCH_MAX must be more than 0");
         }
         if self.hash_concurrency == 0 {
             bail!("SWIFTDROP_HASH_CONCURRENCY must be more than 0");

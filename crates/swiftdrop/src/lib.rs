@@ -88,6 +88,7 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         events.clone(),
         CursorCodec::new(&derive_key(&secret, "cursor")),
         config.reservation_ttl_seconds as i64,
+        config.reserve_batch_max,
     ));
     let limits = Arc::new(Limits {
         login: Arc::new(LocalRateLimiter::new(Quota::per_minute(

@@ -2,8 +2,11 @@
 
 use anyhow::Context;
 use domain::catalog::ProductInput;
+use domain::events::{EventInput, ItemInput};
 use domain::user::Role;
-use services::accounts::Registration;
+use services::accounts::{Principal, Registration};
+use services::catalog::BrowseRequest;
+use services::events::DropInput;
 
 use crate::App;
 
@@ -50,8 +53,71 @@ pub async fn demo(app: &App, data_dir: &std::path::Path) -> anyhow::Result<()> {
         == 0
     {
         seed_products(app, demo_catalog()).await?;
+        demo_drop(app).await?;
     }
     println!("demo admin: {DEMO_ADMIN_EMAIL} / {password}");
+    Ok(())
+}
+
+/// A drop of three demo products that goes live two minutes from now.
+async fn demo_drop(app: &App) -> anyhow::Result<()> {
+    let admin = app
+        .state
+        .store
+        .user_by_login(DEMO_ADMIN_EMAIL)
+        .await
+        .context("the demo admin")?;
+    let principal = Principal {
+        user_id: admin.id,
+        role: Role::Admin,
+        session_id: uuid::Uuid::nil(),
+    };
+    let products = app
+        .state
+        .catalog
+        .browse(BrowseRequest {
+            category: Some("sneakers".into()),
+            limit: Some(3),
+            ..BrowseRequest::default()
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("demo drop: {e}"))?;
+    let items = products
+        .data
+        .iter()
+        .zip([(50, Some(2)), (100, Some(4)), (20, Some(1))])
+        .map(|(product, (stock, limit))| ItemInput {
+            product_id: product.id,
+            price_cents: product.price_cents * 8 / 10,
+            stock,
+            per_user_limit: limit,
+        })
+        .collect();
+    let start = chrono::Utc::now() + chrono::Duration::minutes(2);
+    let event = EventInput {
+        title: "Midnight Sneaker Drop".into(),
+        description: "Three limited pairs at 20% off. Reserve, then confirm within ten minutes.".into(),
+        location: "Online".into(),
+        start_time: Some(start),
+        end_time: Some(start + chrono::Duration::hours(2)),
+        tags: vec!["sneakers".into(), "limited".into()],
+        max_attendees: None,
+        coordinates: None,
+        attachment_url: None,
+    };
+    let drop = DropInput {
+        items,
+        reservation_ttl_seconds: None,
+    };
+    app.state
+        .events
+        .create(&principal, event, Some(drop))
+        .await
+        .map_err(|e| anyhow::anyhow!("demo drop: {e}"))?;
+    println!(
+        "demo drop: \"Midnight Sneaker Drop\" goes live at {}",
+        start.format("%H:%M:%S UTC")
+    );
     Ok(())
 }
 
