@@ -72,7 +72,7 @@ impl CatalogService {
             .into_iter()
             .map(catalog::validate_product)
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(self.store.create_products(&products).await?)
+        Ok(self.store.create_products(&products).await?.len() as u64)
     }
 
     /// How many products are listed (for seeding once).

@@ -179,8 +179,8 @@ pub struct NewUpload {
 #[async_trait]
 pub trait CatalogStore {
     async fn create_product(&self, product: ProductInput) -> Result<Product>;
-    /// Inserts many products in one transaction (seeding, imports).
-    async fn create_products(&self, products: &[ProductInput]) -> Result<u64>;
+    /// Inserts products in one transaction (seeding, imports); their ids.
+    async fn create_products(&self, products: &[ProductInput]) -> Result<Vec<Uuid>>;
     async fn update_product(&self, id: Uuid, product: ProductInput) -> Result<Product>;
     async fn delete_product(&self, id: Uuid) -> Result<()>;
     /// A product that is not deleted.
@@ -227,43 +227,15 @@ macro_rules! push_key {
 #[async_trait]
 impl CatalogStore for SqlStore {
     async fn create_product(&self, product: ProductInput) -> Result<Product> {
-        let id = Uuid::now_v7();
-        let now = domain::clock::now();
-        let sql = format!(
-            "INSERT INTO products (id, name, description, category, tags, price_cents, currency, image_url, \
-             created_at, updated_at, name_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10) \
-             RETURNING {PRODUCT_COLUMNS}"
-        );
-        on_pool!(self, pool => {
-            let mut tx = pool.begin_write().await?;
-            let created: Product = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                .bind(id)
-                .bind(&product.name)
-                .bind(&product.description)
-                .bind(&product.category)
-                .bind(Json(&product.tags))
-                .bind(product.price_cents)
-                .bind(&product.currency)
-                .bind(&product.image_url)
-                .bind(now)
-                .bind(name_key(&product.name))
-                .fetch_one(&mut *tx)
-                .await?;
-            for tag in &product.tags {
-                sqlx::query("INSERT INTO product_tags (tag, product_id) VALUES ($1, $2)")
-                    .bind(tag)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            tx.commit().await?;
-            Ok(created)
-        })
+        let ids = self.create_products(std::slice::from_ref(&product)).await?;
+        let id = ids.first().copied().ok_or(StoreError::NotFound)?;
+        self.product(id).await
     }
 
-    async fn create_products(&self, products: &[ProductInput]) -> Result<u64> {
+    async fn create_products(&self, products: &[ProductInput]) -> Result<Vec<Uuid>> {
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
+            let mut ids = Vec::with_capacity(products.len());
             for product in products {
                 let id = Uuid::now_v7();
                 let now = domain::clock::now();
@@ -283,16 +255,11 @@ impl CatalogStore for SqlStore {
                 .bind(name_key(&product.name))
                 .execute(&mut *tx)
                 .await?;
-                for tag in &product.tags {
-                    sqlx::query("INSERT INTO product_tags (tag, product_id) VALUES ($1, $2)")
-                        .bind(tag)
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await?;
-                }
+                insert_tags!(tx, "INSERT INTO product_tags (tag, product_id) VALUES ($1, $2)", id, product.tags);
+                ids.push(id);
             }
             tx.commit().await?;
-            Ok(products.len() as u64)
+            Ok(ids)
         })
     }
 
@@ -321,13 +288,7 @@ impl CatalogStore for SqlStore {
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
-            for tag in &product.tags {
-                sqlx::query("INSERT INTO product_tags (tag, product_id) VALUES ($1, $2)")
-                    .bind(tag)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            insert_tags!(tx, "INSERT INTO product_tags (tag, product_id) VALUES ($1, $2)", id, product.tags);
             tx.commit().await?;
             Ok(updated)
         })

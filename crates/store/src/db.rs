@@ -39,6 +39,19 @@ macro_rules! on_pool {
     };
 }
 
+/// Inserts one `(tag, owner)` row per tag inside the caller's transaction.
+macro_rules! insert_tags {
+    ($tx:ident, $sql:literal, $owner:expr, $tags:expr) => {
+        for tag in &$tags {
+            sqlx::query($sql)
+                .bind(tag)
+                .bind($owner)
+                .execute(&mut *$tx)
+                .await?;
+        }
+    };
+}
+
 /// Starts a transaction that will write. SQLite must take the write lock
 /// up front (`BEGIN IMMEDIATE`): a deferred transaction that reads and then
 /// writes can fail with "database is locked" instead of waiting its turn.

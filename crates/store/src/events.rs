@@ -154,6 +154,39 @@ pub trait EventStore {
     async fn next_transition_at(&self) -> Result<Option<DateTime<Utc>>>;
 }
 
+/// Stores a drop's items inside the caller's transaction, taking each
+/// item's currency from its product (which must exist).
+macro_rules! insert_items {
+    ($tx:ident, $event_id:expr, $items:expr, $now:expr) => {
+        for (position, item) in $items.iter().enumerate() {
+            let currency: Option<String> =
+                sqlx::query_scalar("SELECT currency FROM products WHERE id = $1 AND deleted_at IS NULL")
+                    .bind(item.product_id)
+                    .fetch_optional(&mut *$tx)
+                    .await?;
+            let currency = currency.ok_or_else(|| StoreError::Invalid {
+                field: format!("items[{position}].product_id"),
+                message: "no such product".into(),
+            })?;
+            sqlx::query(
+                "INSERT INTO event_items (id, event_id, product_id, price_cents, currency, stock_total, \
+                 stock_remaining, per_user_limit, position, created_at) VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $9)",
+            )
+            .bind(Uuid::now_v7())
+            .bind($event_id)
+            .bind(item.product_id)
+            .bind(item.price_cents)
+            .bind(currency)
+            .bind(item.stock)
+            .bind(item.per_user_limit)
+            .bind(position as i64)
+            .bind($now)
+            .execute(&mut *$tx)
+            .await?;
+        }
+    };
+}
+
 /// Binds a list of values separated by commas.
 macro_rules! push_list {
     ($query:expr, $values:expr) => {{
@@ -198,41 +231,9 @@ impl EventStore for SqlStore {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-            for tag in &fields.tags {
-                sqlx::query("INSERT INTO event_tags (tag, event_id) VALUES ($1, $2)")
-                    .bind(tag)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            insert_tags!(tx, "INSERT INTO event_tags (tag, event_id) VALUES ($1, $2)", id, fields.tags);
             if let Some(drop) = &drop {
-                for (position, item) in drop.items.iter().enumerate() {
-                    let currency: Option<String> = sqlx::query_scalar(
-                        "SELECT currency FROM products WHERE id = $1 AND deleted_at IS NULL",
-                    )
-                    .bind(item.product_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    let currency = currency.ok_or_else(|| StoreError::Invalid {
-                        field: format!("items[{position}].product_id"),
-                        message: "no such product".into(),
-                    })?;
-                    sqlx::query(
-                        "INSERT INTO event_items (id, event_id, product_id, price_cents, currency, stock_total, \
-                         stock_remaining, per_user_limit, position, created_at) VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $9)",
-                    )
-                    .bind(Uuid::now_v7())
-                    .bind(id)
-                    .bind(item.product_id)
-                    .bind(item.price_cents)
-                    .bind(currency)
-                    .bind(item.stock)
-                    .bind(item.per_user_limit)
-                    .bind(position as i64)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                }
+                insert_items!(tx, id, drop.items, now);
             }
             let event: Event = sqlx::query_as(sqlx::AssertSqlSafe(format!("{EVENT_SELECT} WHERE e.id = $1")))
                 .bind(id)
@@ -290,13 +291,7 @@ impl EventStore for SqlStore {
             .execute(&mut *tx)
             .await?;
             sqlx::query("DELETE FROM event_tags WHERE event_id = $1").bind(id).execute(&mut *tx).await?;
-            for tag in &fields.tags {
-                sqlx::query("INSERT INTO event_tags (tag, event_id) VALUES ($1, $2)")
-                    .bind(tag)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            insert_tags!(tx, "INSERT INTO event_tags (tag, event_id) VALUES ($1, $2)", id, fields.tags);
             if let Some(drop) = &drop {
                 sqlx::query("UPDATE events SET reservation_ttl_seconds = $2 WHERE id = $1")
                     .bind(id)
@@ -304,33 +299,7 @@ impl EventStore for SqlStore {
                     .execute(&mut *tx)
                     .await?;
                 sqlx::query("DELETE FROM event_items WHERE event_id = $1").bind(id).execute(&mut *tx).await?;
-                for (position, item) in drop.items.iter().enumerate() {
-                    let currency: Option<String> = sqlx::query_scalar(
-                        "SELECT currency FROM products WHERE id = $1 AND deleted_at IS NULL",
-                    )
-                    .bind(item.product_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    let currency = currency.ok_or_else(|| StoreError::Invalid {
-                        field: format!("items[{position}].product_id"),
-                        message: "no such product".into(),
-                    })?;
-                    sqlx::query(
-                        "INSERT INTO event_items (id, event_id, product_id, price_cents, currency, stock_total, \
-                         stock_remaining, per_user_limit, position, created_at) VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $9)",
-                    )
-                    .bind(Uuid::now_v7())
-                    .bind(id)
-                    .bind(item.product_id)
-                    .bind(item.price_cents)
-                    .bind(currency)
-                    .bind(item.stock)
-                    .bind(item.per_user_limit)
-                    .bind(position as i64)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                }
+                insert_items!(tx, id, drop.items, now);
             }
             let event: Event = sqlx::query_as(sqlx::AssertSqlSafe(format!("{EVENT_SELECT} WHERE e.id = $1")))
                 .bind(id)
