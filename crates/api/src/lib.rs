@@ -39,6 +39,7 @@ pub use state::{AppState, HttpSettings, Limits};
         (name = "uploads", description = "Images and PDFs"),
         (name = "events", description = "Community events and drops"),
         (name = "sales", description = "Purchases and orders"),
+        (name = "notifications", description = "Notification history (live push: GET /ws)"),
         (name = "admin", description = "Administration"),
     )
 )]
@@ -70,6 +71,7 @@ fn api_routes(body_limit: usize) -> (Router<AppState>, utoipa::openapi::OpenApi)
         .merge(routes::catalog::routes())
         .merge(routes::events::routes())
         .merge(routes::sales::routes())
+        .merge(routes::notifications::routes())
         .merge(routes::admin::routes())
         .split_for_parts();
     let (uploads, uploads_doc) = routes::uploads::routes().split_for_parts();
@@ -99,7 +101,8 @@ pub fn router(state: AppState, settings: &HttpSettings, pages: Router<AppState>)
         .route("/health", get(routes::service::health))
         .route("/ready", get(routes::service::ready))
         .route("/metrics", get(routes::service::metrics))
-        .route("/uploads/{key}", get(routes::uploads::serve_upload));
+        .route("/uploads/{key}", get(routes::uploads::serve_upload))
+        .route("/ws", get(routes::notifications::socket));
 
     let request_id = HeaderName::from_static("x-request-id");
     let layers = ServiceBuilder::new()

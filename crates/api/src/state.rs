@@ -7,6 +7,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use services::accounts::AccountService;
 use services::catalog::CatalogService;
 use services::events::EventService;
+use services::notifications::NotificationService;
 use services::sales::SalesService;
 use services::uploads::UploadService;
 use store::Store;
@@ -19,6 +20,7 @@ pub struct AppState {
     pub uploads: Arc<UploadService>,
     pub events: Arc<EventService>,
     pub sales: Arc<SalesService>,
+    pub notifications: Arc<NotificationService>,
     pub store: Arc<dyn Store>,
     pub limits: Arc<Limits>,
     pub trusted_proxies: Arc<[IpAddr]>,

@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod clock;
 pub mod cursor;
 pub mod events;
+pub mod notify;
 pub mod page;
 pub mod sales;
 pub mod user;

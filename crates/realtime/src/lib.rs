@@ -3,5 +3,7 @@
 //! relay and the WebSocket hub.
 
 pub mod bus;
+pub mod hub;
 
 pub use bus::{Bus, BusError, LocalBus, Message};
+pub use hub::{Hub, Subscription};

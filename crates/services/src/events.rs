@@ -65,6 +65,8 @@ pub struct EventService {
     pages: DashMap<Uuid, (Arc<EventDetails>, Instant)>,
     /// Wakes the scheduler when a start or end time may have moved.
     schedule_changed: Arc<Notify>,
+    /// Wakes the outbox relay after a write that announced something.
+    outbox_written: Arc<Notify>,
 }
 
 fn map_store(err: StoreError) -> Error {
@@ -85,6 +87,7 @@ impl EventService {
         gate: Arc<StockGate>,
         cursors: CursorCodec,
         schedule_changed: Arc<Notify>,
+        outbox_written: Arc<Notify>,
     ) -> Self {
         EventService {
             store,
@@ -92,12 +95,14 @@ impl EventService {
             cursors,
             pages: DashMap::new(),
             schedule_changed,
+            outbox_written,
         }
     }
 
     fn changed(&self, id: Uuid) {
         self.pages.remove(&id);
         self.schedule_changed.notify_one();
+        self.outbox_written.notify_one();
     }
 
     /// Forgets the cached page of an event (its status or stock moved).
@@ -127,7 +132,7 @@ impl EventService {
             .create_event(&fields, principal.user_id, drop_items)
             .await
             .map_err(map_store)?;
-        self.schedule_changed.notify_one();
+        self.changed(event.id);
         self.details(event).await
     }
 
@@ -177,7 +182,7 @@ impl EventService {
         });
         let event = self
             .store
-            .update_event(id, &fields, drop_items)
+            .update_event(id, principal.user_id, &fields, drop_items)
             .await
             .map_err(map_store)?;
         if drop.is_some() {
@@ -212,7 +217,7 @@ impl EventService {
         let event = self.store.event(id).await?;
         Self::authorize_owner(principal, &event)?;
         let items = self.store.event_items(id).await?;
-        self.store.delete_event(id).await?;
+        self.store.delete_event(id, principal.user_id).await?;
         for item in items {
             self.gate.forget(item.id);
         }

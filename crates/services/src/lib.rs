@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod catalog;
 mod error;
 pub mod events;
+pub mod notifications;
 pub mod sales;
 pub mod scheduler;
 pub mod uploads;

@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::events::{EventFields, EventStatus, ItemInput, Near};
+use domain::notify::EventAction;
 use domain::page::PageRequest;
 use sqlx::FromRow;
 use sqlx::types::Json;
@@ -111,12 +112,13 @@ pub trait EventStore {
     async fn update_event(
         &self,
         id: Uuid,
+        actor: Uuid,
         fields: &EventFields,
         drop: Option<DropItems<'_>>,
     ) -> Result<Event>;
     /// Soft-deletes the event and cancels its open reservations (their
     /// stock returns, keeping every item's count whole).
-    async fn delete_event(&self, id: Uuid) -> Result<()>;
+    async fn delete_event(&self, id: Uuid, actor: Uuid) -> Result<()>;
     async fn event(&self, id: Uuid) -> Result<Event>;
     async fn event_items(&self, event_id: Uuid) -> Result<Vec<EventItem>>;
     /// The items of several events at once (a list page), by position.
@@ -152,6 +154,35 @@ pub trait EventStore {
     async fn advance_statuses(&self, now: DateTime<Utc>) -> Result<Vec<Transition>>;
     /// When the next start or end is due, if any.
     async fn next_transition_at(&self) -> Result<Option<DateTime<Utc>>>;
+}
+
+/// Writes the outbox message of an event change inside the caller's
+/// transaction: who acted, and (but for a creation, which goes to everyone)
+/// the recipients as of this change: the subscribers and the creator.
+macro_rules! announce {
+    ($tx:ident, $action:expr, $event_id:expr, $actor:expr, $now:expr) => {{
+        let (title, creator): (String, Uuid) =
+            sqlx::query_as("SELECT title, created_by FROM events WHERE id = $1")
+                .bind($event_id)
+                .fetch_one(&mut *$tx)
+                .await?;
+        let username: String = sqlx::query_scalar("SELECT username FROM users WHERE id = $1")
+            .bind($actor)
+            .fetch_one(&mut *$tx)
+            .await?;
+        let mut recipients: Vec<Uuid> = Vec::new();
+        if !$action.is_broadcast() {
+            recipients = sqlx::query_scalar("SELECT user_id FROM event_subscriptions WHERE event_id = $1")
+                .bind($event_id)
+                .fetch_all(&mut *$tx)
+                .await?;
+            if !recipients.contains(&creator) {
+                recipients.push(creator);
+            }
+        }
+        let message = domain::notify::event_message($action, $event_id, &title, &username, $now, &recipients);
+        write_outbox!($tx, $action.notification_type(), message, $now);
+    }};
 }
 
 /// Stores a drop's items inside the caller's transaction, taking each
@@ -235,6 +266,7 @@ impl EventStore for SqlStore {
             if let Some(drop) = &drop {
                 insert_items!(tx, id, drop.items, now);
             }
+            announce!(tx, EventAction::Created, id, created_by, now);
             let event: Event = sqlx::query_as(sqlx::AssertSqlSafe(format!("{EVENT_SELECT} WHERE e.id = $1")))
                 .bind(id)
                 .fetch_one(&mut *tx)
@@ -247,6 +279,7 @@ impl EventStore for SqlStore {
     async fn update_event(
         &self,
         id: Uuid,
+        actor: Uuid,
         fields: &EventFields,
         drop: Option<DropItems<'_>>,
     ) -> Result<Event> {
@@ -301,6 +334,7 @@ impl EventStore for SqlStore {
                 sqlx::query("DELETE FROM event_items WHERE event_id = $1").bind(id).execute(&mut *tx).await?;
                 insert_items!(tx, id, drop.items, now);
             }
+            announce!(tx, EventAction::Updated, id, actor, now);
             let event: Event = sqlx::query_as(sqlx::AssertSqlSafe(format!("{EVENT_SELECT} WHERE e.id = $1")))
                 .bind(id)
                 .fetch_one(&mut *tx)
@@ -310,7 +344,7 @@ impl EventStore for SqlStore {
         })
     }
 
-    async fn delete_event(&self, id: Uuid) -> Result<()> {
+    async fn delete_event(&self, id: Uuid, actor: Uuid) -> Result<()> {
         let now = domain::clock::now();
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
@@ -341,6 +375,7 @@ impl EventStore for SqlStore {
                     .execute(&mut *tx)
                     .await?;
             }
+            announce!(tx, EventAction::Deleted, id, actor, now);
             tx.commit().await?;
             Ok(())
         })

@@ -12,6 +12,8 @@ mod db;
 pub mod accounts;
 pub mod catalog;
 mod error;
+#[macro_use]
+pub mod notifications;
 pub mod events;
 pub mod sales;
 
@@ -20,12 +22,15 @@ pub use catalog::CatalogStore;
 pub use db::{Backend, ConnectOptions, SqlStore};
 pub use error::StoreError;
 pub use events::EventStore;
+pub use notifications::NotificationStore;
 pub use sales::SalesStore;
 
 /// Everything the services need from storage. One object implements every
 /// domain's repository trait; services hold it as `Arc<dyn Store>`.
 #[async_trait::async_trait]
-pub trait Store: AccountStore + CatalogStore + EventStore + SalesStore + Send + Sync + 'static {
+pub trait Store:
+    AccountStore + CatalogStore + EventStore + SalesStore + NotificationStore + Send + Sync + 'static
+{
     fn backend(&self) -> Backend;
     /// Answers when the database does: used by `/ready`.
     async fn ping(&self) -> Result<()>;

@@ -20,6 +20,7 @@ use realtime::{Bus, LocalBus};
 use services::accounts::{AccountService, AccountSettings};
 use services::catalog::CatalogService;
 use services::events::EventService;
+use services::notifications::NotificationService;
 use services::sales::SalesService;
 use services::scheduler::Scheduler;
 use services::uploads::UploadService;
@@ -76,11 +77,20 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     let uploads = Arc::new(UploadService::new(store.clone(), object_store(config)?));
     let gate = Arc::new(gates::StockGate::new());
     let schedule_changed = Arc::new(tokio::sync::Notify::new());
+    let outbox_written = Arc::new(tokio::sync::Notify::new());
     let events = Arc::new(EventService::new(
         store.clone(),
         gate.clone(),
         CursorCodec::new(&derive_key(&secret, "cursor")),
         schedule_changed.clone(),
+        outbox_written.clone(),
+    ));
+    let notifications = Arc::new(NotificationService::new(
+        store.clone(),
+        bus.clone(),
+        realtime::Hub::new(),
+        CursorCodec::new(&derive_key(&secret, "cursor")),
+        outbox_written,
     ));
     let sales = Arc::new(SalesService::new(
         store.clone(),
@@ -109,6 +119,7 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         uploads,
         events,
         sales,
+        notifications,
         store,
         limits,
         trusted_proxies: config.trusted_proxy_ips()?.into(),
@@ -236,7 +247,9 @@ fn spawn_background(app: &App, stop: &tokio_util::sync::CancellationToken) -> (T
         wake: app.schedule_changed.clone(),
     };
     let scheduler = tokio::spawn(scheduler.run(stop.clone()));
-    (vec![follow, sweep], vec![scheduler])
+    let relay = tokio::spawn(app.state.notifications.clone().run_relay(stop.clone()));
+    let push = tokio::spawn(app.state.notifications.clone().run_push());
+    (vec![follow, sweep, push], vec![scheduler, relay])
 }
 
 /// The metrics recorder is process-wide by the `metrics` crate's design;

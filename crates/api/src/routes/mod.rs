@@ -5,6 +5,7 @@ pub mod admin;
 pub mod auth;
 pub mod catalog;
 pub mod events;
+pub mod notifications;
 pub mod profile;
 pub mod sales;
 pub mod service;

@@ -8,4 +8,5 @@ mod cli;
 mod events;
 mod harness;
 mod http;
+mod realtime;
 mod sales;

@@ -1,0 +1,124 @@
+//! Notifications: who hears of a change, what they are pushed, and the id
+//! each stored copy gets.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+/// What happened to an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventAction {
+    Created,
+    Updated,
+    Deleted,
+}
+
+impl EventAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventAction::Created => "created",
+            EventAction::Updated => "updated",
+            EventAction::Deleted => "deleted",
+        }
+    }
+
+    /// The notification type (and outbox topic) of this action.
+    pub fn notification_type(self) -> &'static str {
+        match self {
+            EventAction::Created => "event.created",
+            EventAction::Updated => "event.updated",
+            EventAction::Deleted => "event.deleted",
+        }
+    }
+
+    /// Created goes to everyone; updates and deletions to the event's
+    /// subscribers and its creator.
+    pub fn is_broadcast(self) -> bool {
+        self == EventAction::Created
+    }
+}
+
+/// The message of an event change as the outbox keeps it: the pushed
+/// payload (without the per-recipient notification id) and, unless it is
+/// a broadcast, its recipients.
+pub fn event_message(
+    action: EventAction,
+    event_id: Uuid,
+    title: &str,
+    actor_username: &str,
+    at: DateTime<Utc>,
+    recipients: &[Uuid],
+) -> Value {
+    let mut message = json!({
+        "type": "notification",
+        "notification_type": action.notification_type(),
+        "event": {
+            "id": event_id,
+            "title": title,
+            "action": action.as_str(),
+            "timestamp": at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        },
+        "user": actor_username,
+    });
+    if !action.is_broadcast() {
+        message["recipients"] = json!(recipients);
+    }
+    message
+}
+
+/// The id of one stored copy of a message: a broadcast keeps the message
+/// id; a copy for one recipient keeps the message id's time prefix (so ids
+/// still sort by time) and takes the rest from a hash of both. Every
+/// notifier computes the same id, so redelivery stores nothing twice.
+pub fn notification_id(message_id: Uuid, recipient: Option<Uuid>) -> Uuid {
+    let Some(recipient) = recipient else {
+        return message_id;
+    };
+    let digest = Sha256::new()
+        .chain_update(message_id.as_bytes())
+        .chain_update(recipient.as_bytes())
+        .finalize();
+    let mut bytes = *message_id.as_bytes();
+    bytes[8..].copy_from_slice(&digest[..8]);
+    // RFC 4122 variant bits, as in every UUIDv7.
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    Uuid::from_bytes(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_stable_distinct_and_time_ordered() {
+        let message = Uuid::now_v7();
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        assert_eq!(notification_id(message, None), message);
+        assert_eq!(
+            notification_id(message, Some(a)),
+            notification_id(message, Some(a))
+        );
+        assert_ne!(
+            notification_id(message, Some(a)),
+            notification_id(message, Some(b))
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let later = Uuid::now_v7();
+        assert!(notification_id(message, Some(a)) < notification_id(later, Some(a)));
+        assert_eq!(notification_id(message, Some(a)).get_version_num(), 7);
+    }
+
+    #[test]
+    fn messages_carry_the_contract_fields() {
+        let id = Uuid::now_v7();
+        let created = event_message(EventAction::Created, id, "Launch", "ann", Utc::now(), &[]);
+        assert_eq!(created["notification_type"], "event.created");
+        assert_eq!(created["event"]["action"], "created");
+        assert_eq!(created["user"], "ann");
+        assert!(created.get("recipients").is_none());
+        let sub = Uuid::now_v7();
+        let updated = event_message(EventAction::Updated, id, "Launch", "ann", Utc::now(), &[sub]);
+        assert_eq!(updated["recipients"][0], sub.to_string());
+    }
+}

@@ -1,0 +1,235 @@
+//! Notifications: the outbox relay, stored history, live push, and the
+//! history API's reads.
+//!
+//! The relay turns each outbox message into its stored notifications (once:
+//! ids are derived, so a retry stores nothing new), publishes it on the bus
+//! and marks it published. Every notifier process follows the bus and
+//! pushes each message to its own connected sockets.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use domain::cursor::CursorCodec;
+use domain::notify::notification_id;
+use domain::page::{Page, PageRequest, Position, page_from_rows, page_request};
+use realtime::{Bus, Hub, Message};
+use serde_json::Value;
+use store::Store;
+use store::notifications::{NewNotification, Notification, OutboxMessage};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::accounts::Principal;
+use crate::{Error, Result};
+
+/// Outbox messages the relay handles per step.
+const RELAY_BATCH: i64 = 500;
+/// How often the relay looks for messages written by other processes.
+const RELAY_POLL: Duration = Duration::from_millis(100);
+/// Most notifications one resume replays.
+pub const RESUME_LIMIT: i64 = 1000;
+
+pub struct NotificationService {
+    store: Arc<dyn Store>,
+    bus: Arc<dyn Bus>,
+    hub: Arc<Hub>,
+    cursors: CursorCodec,
+    /// Poked after a write that put a message in the outbox.
+    outbox_written: Arc<Notify>,
+}
+
+/// The recipients of a message: `None` for a broadcast.
+fn recipients(payload: &Value) -> Option<Vec<Uuid>> {
+    payload
+        .get("recipients")
+        .and_then(|r| serde_json::from_value(r.clone()).ok())
+}
+
+/// The payload one recipient is pushed and stores: the message with its
+/// own notification id, without the recipient list.
+fn personal_payload(message_id: Uuid, payload: &Value, recipient: Option<Uuid>) -> Value {
+    let mut personal = payload.clone();
+    if let Some(object) = personal.as_object_mut() {
+        object.remove("recipients");
+        object.insert(
+            "id".into(),
+            Value::String(notification_id(message_id, recipient).to_string()),
+        );
+    }
+    personal
+}
+
+impl NotificationService {
+    pub fn new(
+        store: Arc<dyn Store>,
+        bus: Arc<dyn Bus>,
+        hub: Arc<Hub>,
+        cursors: CursorCodec,
+        outbox_written: Arc<Notify>,
+    ) -> Self {
+        NotificationService {
+            store,
+            bus,
+            hub,
+            cursors,
+            outbox_written,
+        }
+    }
+
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    /// The notifications to store for one outbox message.
+    fn history_of(message: &OutboxMessage) -> Vec<NewNotification> {
+        let payload = &message.payload.0;
+        let Some(kind) = payload.get("notification_type").and_then(Value::as_str) else {
+            return Vec::new();
+        };
+        let targets: Vec<Option<Uuid>> = match recipients(payload) {
+            None => vec![None],
+            Some(users) => users.into_iter().map(Some).collect(),
+        };
+        targets
+            .into_iter()
+            .map(|recipient| NewNotification {
+                id: notification_id(message.id, recipient),
+                message_id: message.id,
+                recipient_id: recipient,
+                notification_type: kind.to_owned(),
+                payload: personal_payload(message.id, payload, recipient),
+                created_at: message.created_at,
+            })
+            .collect()
+    }
+
+    /// Relays one batch of the outbox; returns how many messages it moved.
+    pub async fn relay_step(&self) -> Result<usize> {
+        let pending = self.store.pending_outbox(RELAY_BATCH).await?;
+        if pending.is_empty() {
+            return Ok(0);
+        }
+        let history: Vec<NewNotification> = pending.iter().flat_map(Self::history_of).collect();
+        self.store.store_notifications(&history).await?;
+        for message in &pending {
+            let message = Message {
+                id: message.id,
+                topic: message.topic.clone(),
+                payload: message.payload.0.clone(),
+            };
+            self.bus
+                .publish(message)
+                .await
+                .map_err(|e| Error::Internal(format!("publish failed: {e}")))?;
+        }
+        let ids: Vec<Uuid> = pending.iter().map(|m| m.id).collect();
+        self.store.mark_published(&ids).await?;
+        let lag = domain::clock::now() - pending[0].created_at;
+        metrics::histogram!("swiftdrop_outbox_lag_seconds")
+            .record(lag.num_microseconds().unwrap_or(0) as f64 / 1e6);
+        Ok(pending.len())
+    }
+
+    /// Relays until `stop`; a step in progress always finishes.
+    pub async fn run_relay(self: Arc<Self>, stop: CancellationToken) {
+        while !stop.is_cancelled() {
+            let moved = match self.relay_step().await {
+                Ok(moved) => moved,
+                Err(err) => {
+                    tracing::warn!(%err, "outbox relay step failed; retrying");
+                    0
+                }
+            };
+            if moved as i64 == RELAY_BATCH {
+                continue;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(RELAY_POLL) => {}
+                () = self.outbox_written.notified() => {}
+                () = stop.cancelled() => {}
+            }
+        }
+        // Flush what is left before the process goes.
+        while let Ok(moved) = self.relay_step().await {
+            if moved == 0 {
+                break;
+            }
+        }
+    }
+
+    /// Pushes bus messages to this process's sockets until the bus closes.
+    pub async fn run_push(self: Arc<Self>) {
+        let mut messages = self.bus.subscribe();
+        loop {
+            match messages.recv().await {
+                Ok(message) => self.push(&message),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "push lagged behind the bus; clients resume from history");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+
+    /// Sends one message to the sockets it is for.
+    pub fn push(&self, message: &Message) {
+        if message.payload.get("notification_type").is_none() {
+            return;
+        }
+        match recipients(&message.payload) {
+            None => {
+                let text = personal_payload(message.id, &message.payload, None).to_string();
+                self.hub.broadcast(Arc::from(text));
+            }
+            Some(users) => {
+                for user in users {
+                    let text = personal_payload(message.id, &message.payload, Some(user)).to_string();
+                    self.hub.send_to(user, Arc::from(text));
+                }
+            }
+        }
+    }
+
+    pub fn outbox_written(&self) {
+        self.outbox_written.notify_one();
+    }
+
+    pub async fn list(
+        &self,
+        principal: &Principal,
+        unread_only: bool,
+        limit: Option<i64>,
+        cursor: Option<&str>,
+    ) -> Result<Page<Notification>> {
+        let scope = if unread_only {
+            "notifications:unread"
+        } else {
+            "notifications"
+        };
+        let page: PageRequest<Uuid> = page_request(&self.cursors, scope, limit, cursor)?;
+        let rows = self
+            .store
+            .list_notifications(principal.user_id, unread_only, &page)
+            .await?;
+        Ok(page_from_rows(&self.cursors, scope, page.limit, rows, |n| {
+            Position { key: n.id, id: n.id }
+        }))
+    }
+
+    /// What the user missed after `after` (oldest first).
+    pub async fn resume(&self, user_id: Uuid, after: Option<Uuid>) -> Result<Vec<Notification>> {
+        Ok(self
+            .store
+            .notifications_after(user_id, after, RESUME_LIMIT)
+            .await?)
+    }
+
+    pub async fn mark_read(&self, principal: &Principal, id: Uuid) -> Result<()> {
+        Ok(self.store.mark_read(principal.user_id, id).await?)
+    }
+
+    pub async fn mark_all_read(&self, principal: &Principal) -> Result<()> {
+        Ok(self.store.mark_all_read(principal.user_id).await?)
+    }
+}

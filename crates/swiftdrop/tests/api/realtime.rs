@@ -1,0 +1,363 @@
+//! Notifications over the real WebSocket: who hears what, resume, history.
+
+use std::time::Duration as StdDuration;
+
+use chrono::Duration;
+use futures::{SinkExt, StreamExt};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message as Frame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+use crate::events::event_body;
+use crate::harness::{TestApp, expect_json, expect_problem};
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(app: &TestApp, token: &str) -> Socket {
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws?token={token}", app.addr))
+        .await
+        .expect("websocket connects");
+    let ready = next_json(&mut socket).await;
+    assert_eq!(ready["type"], "ready", "{ready}");
+    socket
+}
+
+/// The next text message, within 5 s.
+async fn next_json(socket: &mut Socket) -> Value {
+    loop {
+        let frame = tokio::time::timeout(StdDuration::from_secs(5), socket.next())
+            .await
+            .expect("a message within 5 s")
+            .expect("socket open")
+            .expect("valid frame");
+        match frame {
+            Frame::Text(text) => return serde_json::from_str(&text).expect("JSON message"),
+            Frame::Ping(_) | Frame::Pong(_) => continue,
+            other => panic!("unexpected frame {other:?}"),
+        }
+    }
+}
+
+/// Asserts nothing arrives for a moment.
+async fn silent(socket: &mut Socket) {
+    let waited = tokio::time::timeout(StdDuration::from_millis(700), async {
+        loop {
+            match socket.next().await {
+                Some(Ok(Frame::Ping(_) | Frame::Pong(_))) => continue,
+                other => return other,
+            }
+        }
+    })
+    .await;
+    assert!(waited.is_err(), "unexpected message: {waited:?}");
+}
+
+async fn close_code(socket: &mut Socket) -> CloseCode {
+    loop {
+        let frame = tokio::time::timeout(StdDuration::from_secs(5), socket.next())
+            .await
+            .expect("closes within 5 s");
+        match frame {
+            Some(Ok(Frame::Close(Some(close)))) => return close.code,
+            Some(Ok(Frame::Close(None))) | None => panic!("closed without a code"),
+            Some(Ok(_)) => continue,
+            Some(Err(err)) => panic!("socket error instead of a close: {err}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_bad_token_closes_with_4401() {
+    let app = TestApp::start().await;
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws?token=forged", app.addr))
+        .await
+        .unwrap();
+    assert_eq!(close_code(&mut socket).await, CloseCode::Library(4401));
+    // Authenticating with a first message works the same way.
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", app.addr))
+        .await
+        .unwrap();
+    socket
+        .send(Frame::text(r#"{"type":"auth","token":"forged"}"#))
+        .await
+        .unwrap();
+    assert_eq!(close_code(&mut socket).await, CloseCode::Library(4401));
+    let (_, token, _) = app.customer("valid").await;
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", app.addr))
+        .await
+        .unwrap();
+    socket
+        .send(Frame::text(json!({"type": "auth", "token": token}).to_string()))
+        .await
+        .unwrap();
+    assert_eq!(next_json(&mut socket).await["type"], "ready");
+}
+
+#[tokio::test]
+async fn created_goes_to_everyone_updates_to_subscribers_and_the_creator() {
+    let app = TestApp::start().await;
+    let (_, host, _) = app.customer("host").await;
+    let (fan_user, fan, _) = app.customer("fan").await;
+    let (_, stranger, _) = app.customer("stranger").await;
+    let mut host_socket = connect(&app, &host).await;
+    let mut fan_socket = connect(&app, &fan).await;
+    let mut stranger_socket = connect(&app, &stranger).await;
+
+    let event = expect_json(
+        app.post(
+            "/api/v1/events",
+            Some(&host),
+            event_body("Launch party", Duration::hours(1), Duration::hours(1)),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let id = event["id"].as_str().unwrap();
+    for socket in [&mut host_socket, &mut fan_socket, &mut stranger_socket] {
+        let message = next_json(socket).await;
+        assert_eq!(message["type"], "notification");
+        assert_eq!(message["notification_type"], "event.created");
+        assert_eq!(message["event"]["id"], id);
+        assert_eq!(message["event"]["title"], "Launch party");
+        assert_eq!(message["event"]["action"], "created");
+        assert!(message["event"]["timestamp"].is_string());
+        assert_eq!(message["user"], "host");
+        assert!(message["id"].is_string());
+        assert!(
+            message.get("recipients").is_none(),
+            "recipient lists stay private"
+        );
+    }
+
+    let subscribe = app
+        .request(
+            Method::PUT,
+            &format!("/api/v1/events/{id}/subscription"),
+            Some(&fan),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(subscribe.status(), StatusCode::NO_CONTENT);
+    let patch = app
+        .request(Method::PATCH, &format!("/api/v1/events/{id}"), Some(&host))
+        .json(&json!({"title": "Launch party!"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patch.status(), StatusCode::OK);
+    for socket in [&mut host_socket, &mut fan_socket] {
+        let message = next_json(socket).await;
+        assert_eq!(message["notification_type"], "event.updated");
+        assert_eq!(message["event"]["title"], "Launch party!");
+    }
+    silent(&mut stranger_socket).await;
+
+    let deleted = app
+        .request(Method::DELETE, &format!("/api/v1/events/{id}"), Some(&host))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        next_json(&mut fan_socket).await["notification_type"],
+        "event.deleted"
+    );
+    assert_eq!(
+        next_json(&mut host_socket).await["notification_type"],
+        "event.deleted"
+    );
+    silent(&mut stranger_socket).await;
+
+    // The same messages are in each one's history, newest first.
+    let history = expect_json(app.get("/api/v1/notifications", Some(&fan)).await, StatusCode::OK).await;
+    let kinds: Vec<&str> = history["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["notification_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["event.deleted", "event.updated", "event.created"]);
+    assert_eq!(history["data"][0]["read"], false);
+    assert_eq!(history["data"][0]["payload"]["event"]["id"], id);
+    let theirs = expect_json(
+        app.get("/api/v1/notifications", Some(&stranger)).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        theirs["data"].as_array().unwrap().len(),
+        1,
+        "strangers only get the broadcast"
+    );
+    let _ = fan_user;
+}
+
+#[tokio::test]
+async fn resume_replays_what_a_disconnected_user_missed() {
+    let app = TestApp::start().await;
+    let (_, host, _) = app.customer("organizer").await;
+    let (_, fan, _) = app.customer("returning").await;
+    let mut socket = connect(&app, &fan).await;
+    expect_json(
+        app.post(
+            "/api/v1/events",
+            Some(&host),
+            event_body("One", Duration::hours(1), Duration::hours(1)),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let seen = next_json(&mut socket).await;
+    let last_id = seen["id"].as_str().unwrap().to_owned();
+    drop(socket);
+
+    for title in ["Two", "Three"] {
+        expect_json(
+            app.post(
+                "/api/v1/events",
+                Some(&host),
+                event_body(title, Duration::hours(1), Duration::hours(1)),
+            )
+            .await,
+            StatusCode::CREATED,
+        )
+        .await;
+    }
+    // Give the relay a moment to store them.
+    tokio::time::sleep(StdDuration::from_millis(500)).await;
+    let mut socket = connect(&app, &fan).await;
+    socket
+        .send(Frame::text(
+            json!({"type": "resume", "after": last_id}).to_string(),
+        ))
+        .await
+        .unwrap();
+    let first = next_json(&mut socket).await;
+    let second = next_json(&mut socket).await;
+    assert_eq!(first["event"]["title"], "Two");
+    assert_eq!(second["event"]["title"], "Three");
+    silent(&mut socket).await;
+}
+
+#[tokio::test]
+async fn history_reads_and_marks() {
+    let app = TestApp::start().await;
+    let (_, host, _) = app.customer("writer").await;
+    let (_, reader, _) = app.customer("reader").await;
+    for i in 0..3 {
+        expect_json(
+            app.post(
+                "/api/v1/events",
+                Some(&host),
+                event_body(&format!("Event {i}"), Duration::hours(1), Duration::hours(1)),
+            )
+            .await,
+            StatusCode::CREATED,
+        )
+        .await;
+    }
+    let mut history = Value::Null;
+    for _ in 0..50 {
+        history = expect_json(
+            app.get("/api/v1/notifications", Some(&reader)).await,
+            StatusCode::OK,
+        )
+        .await;
+        if history["data"].as_array().unwrap().len() == 3 {
+            break;
+        }
+        tokio::time::sleep(StdDuration::from_millis(100)).await;
+    }
+    let newest = history["data"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(history["data"][0]["payload"]["event"]["title"], "Event 2");
+    let read = app
+        .post(
+            &format!("/api/v1/notifications/{newest}/read"),
+            Some(&reader),
+            json!({}),
+        )
+        .await;
+    assert_eq!(read.status(), StatusCode::NO_CONTENT);
+    let unread = expect_json(
+        app.get("/api/v1/notifications?unread=true", Some(&reader)).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(unread["data"].as_array().unwrap().len(), 2);
+    let page = expect_json(
+        app.get("/api/v1/notifications?limit=2", Some(&reader)).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(page["has_more"], true);
+    let rest = expect_json(
+        app.get(
+            &format!(
+                "/api/v1/notifications?limit=2&cursor={}",
+                page["next_cursor"].as_str().unwrap()
+            ),
+            Some(&reader),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(rest["data"].as_array().unwrap().len(), 1);
+    let all = app
+        .post("/api/v1/notifications/read-all", Some(&reader), json!({}))
+        .await;
+    assert_eq!(all.status(), StatusCode::NO_CONTENT);
+    let unread = expect_json(
+        app.get("/api/v1/notifications?unread=true", Some(&reader)).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert!(unread["data"].as_array().unwrap().is_empty());
+    let missing = app
+        .post(
+            &format!("/api/v1/notifications/{}/read", uuid::Uuid::now_v7()),
+            Some(&reader),
+            json!({}),
+        )
+        .await;
+    expect_problem(missing, StatusCode::NOT_FOUND, "not_found").await;
+    expect_problem(
+        app.get("/api/v1/notifications", None).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_malformed_or_oversized_frame_closes_only_that_socket() {
+    let app = TestApp::start().await;
+    let (_, host, _) = app.customer("poster").await;
+    let (_, good, _) = app.customer("good").await;
+    let (_, bad, _) = app.customer("bad").await;
+    let mut good_socket = connect(&app, &good).await;
+    let mut bad_socket = connect(&app, &bad).await;
+    bad_socket.send(Frame::text("{not json")).await.unwrap();
+    assert_eq!(close_code(&mut bad_socket).await, CloseCode::Invalid);
+    let mut big_socket = connect(&app, &bad).await;
+    big_socket.send(Frame::text("x".repeat(64 * 1024))).await.unwrap();
+    assert_eq!(close_code(&mut big_socket).await, CloseCode::Size);
+
+    good_socket.send(Frame::text(r#"{"type":"ping"}"#)).await.unwrap();
+    assert_eq!(next_json(&mut good_socket).await["type"], "pong");
+    expect_json(
+        app.post(
+            "/api/v1/events",
+            Some(&host),
+            event_body("Still here", Duration::hours(1), Duration::hours(1)),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    assert_eq!(next_json(&mut good_socket).await["event"]["title"], "Still here");
+}
