@@ -67,6 +67,33 @@ pub fn event_message(
     message
 }
 
+/// Live data for open event pages: an item's stock.
+pub fn stock_message(event_id: Uuid, item_id: Uuid, stock_remaining: i64) -> Value {
+    json!({"type": "stock", "event_id": event_id, "item_id": item_id, "stock_remaining": stock_remaining})
+}
+
+/// Live data for open event pages: the event's status.
+pub fn status_message(event_id: Uuid, status: &str) -> Value {
+    json!({"type": "event.status", "event_id": event_id, "status": status})
+}
+
+/// Live data for a buyer: their order changed status.
+pub fn order_message(
+    order_id: Uuid,
+    user_id: Uuid,
+    event_id: Uuid,
+    item_id: Uuid,
+    quantity: i64,
+    status: &str,
+) -> Value {
+    json!({
+        "type": "order",
+        "user_id": user_id,
+        "order": {"id": order_id, "user_id": user_id, "event_id": event_id, "event_item_id": item_id,
+                  "quantity": quantity, "status": status},
+    })
+}
+
 /// The id of one stored copy of a message: a broadcast keeps the message
 /// id; a copy for one recipient keeps the message id's time prefix (so ids
 /// still sort by time) and takes the rest from a hash of both. Every

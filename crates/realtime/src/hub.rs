@@ -21,6 +21,10 @@ struct Client {
 #[derive(Default)]
 pub struct Hub {
     users: DashMap<Uuid, Vec<Client>>,
+    /// Sockets following a topic (an open event page): (user, socket id).
+    /// The sender lives only in `users`, so letting a socket go there cuts
+    /// it off everywhere.
+    topics: DashMap<Uuid, Vec<(Uuid, u64)>>,
     next_id: AtomicU64,
     connections: AtomicUsize,
     dropped_slow: AtomicU64,
@@ -34,9 +38,31 @@ pub struct Subscription {
     pub receiver: mpsc::Receiver<Arc<str>>,
 }
 
+impl Subscription {
+    /// Follows the live data of `topic` (an event: stock, status).
+    pub fn follow(&self, topic: Uuid) {
+        let mut followers = self.hub.topics.entry(topic).or_default();
+        if !followers.contains(&(self.user_id, self.id)) {
+            followers.push((self.user_id, self.id));
+        }
+    }
+
+    pub fn unfollow(&self, topic: Uuid) {
+        if let Some(mut followers) = self.hub.topics.get_mut(&topic) {
+            followers.retain(|f| *f != (self.user_id, self.id));
+        }
+        self.hub.topics.remove_if(&topic, |_, f| f.is_empty());
+    }
+}
+
 impl Drop for Subscription {
     fn drop(&mut self) {
         self.hub.remove(self.user_id, self.id);
+        let (user, id) = (self.user_id, self.id);
+        self.hub.topics.retain(|_, followers| {
+            followers.retain(|f| *f != (user, id));
+            !followers.is_empty()
+        });
     }
 }
 
@@ -86,6 +112,18 @@ impl Hub {
     pub fn send_to(&self, user_id: Uuid, message: Arc<str>) {
         if let Some(mut clients) = self.users.get_mut(&user_id) {
             clients.retain(|client| self.offer(client, &message));
+        }
+    }
+
+    /// Pushes to every socket following `topic`.
+    pub fn send_topic(&self, topic: Uuid, message: Arc<str>) {
+        let Some(followers) = self.topics.get(&topic).map(|f| f.clone()) else {
+            return;
+        };
+        for (user_id, id) in followers {
+            if let Some(mut clients) = self.users.get_mut(&user_id) {
+                clients.retain(|client| client.id != id || self.offer(client, &message));
+            }
         }
     }
 
@@ -141,5 +179,21 @@ mod tests {
         assert_eq!(hub.connections(), 1);
         drop(a);
         assert_eq!(hub.connections(), 0);
+    }
+
+    #[tokio::test]
+    async fn topics_reach_only_their_followers() {
+        let hub = Hub::new();
+        let (ann, ben) = (Uuid::now_v7(), Uuid::now_v7());
+        let mut a = hub.connect(ann);
+        let mut b = hub.connect(ben);
+        let page = Uuid::now_v7();
+        a.follow(page);
+        hub.send_topic(page, Arc::from("stock"));
+        assert_eq!(&*a.receiver.recv().await.unwrap(), "stock");
+        assert!(b.receiver.try_recv().is_err());
+        a.unfollow(page);
+        hub.send_topic(page, Arc::from("again"));
+        assert!(a.receiver.try_recv().is_err());
     }
 }

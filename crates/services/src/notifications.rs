@@ -172,10 +172,32 @@ impl NotificationService {
         }
     }
 
-    /// Sends one message to the sockets it is for.
+    /// Sends one message to the sockets it is for: notifications to their
+    /// recipients, an order change to its buyer, stock and status to the
+    /// sockets following the event.
     pub fn push(&self, message: &Message) {
-        if message.payload.get("notification_type").is_none() {
-            return;
+        let uuid_at = |key: &str| {
+            message
+                .payload
+                .get(key)
+                .and_then(Value::as_str)
+                .and_then(|v| Uuid::parse_str(v).ok())
+        };
+        match message.payload.get("type").and_then(Value::as_str) {
+            Some("notification") => {}
+            Some("order") => {
+                if let Some(user) = uuid_at("user_id") {
+                    self.hub.send_to(user, Arc::from(message.payload.to_string()));
+                }
+                return;
+            }
+            Some("stock" | "event.status") => {
+                if let Some(event) = uuid_at("event_id") {
+                    self.hub.send_topic(event, Arc::from(message.payload.to_string()));
+                }
+                return;
+            }
+            _ => return,
         }
         match recipients(&message.payload) {
             None => {

@@ -513,6 +513,7 @@ impl EventStore for SqlStore {
                 .bind(id)
                 .fetch_one(&mut *tx)
                 .await?;
+            write_outbox!(tx, "event.status", domain::notify::status_message(id, event.status.as_str()), now);
             tx.commit().await?;
             Ok(event)
         })
@@ -710,6 +711,12 @@ impl EventStore for SqlStore {
             .bind(now)
             .fetch_all(&mut *tx)
             .await?;
+            for event_id in &closed {
+                write_outbox!(tx, "event.status", domain::notify::status_message(*event_id, "closed"), now);
+            }
+            for (event_id, status) in &opened {
+                write_outbox!(tx, "event.status", domain::notify::status_message(*event_id, status), now);
+            }
             tx.commit().await?;
             let mut transitions: Vec<Transition> = closed
                 .into_iter()

@@ -155,7 +155,7 @@ pub trait SalesStore {
 
 /// Puts stock back and revives a sold-out event (inside a transaction).
 macro_rules! return_stock {
-    ($tx:expr, $item:expr, $event:expr, $quantity:expr, $now:expr) => {{
+    ($tx:ident, $item:expr, $event:expr, $quantity:expr, $now:expr) => {{
         let remaining: i64 = sqlx::query_scalar(
             "UPDATE event_items SET stock_remaining = stock_remaining + $2 WHERE id = $1 RETURNING stock_remaining",
         )
@@ -163,7 +163,7 @@ macro_rules! return_stock {
         .bind($quantity)
         .fetch_one(&mut *$tx)
         .await?;
-        sqlx::query(
+        let revived = sqlx::query(
             "UPDATE events SET status = 'live', updated_at = $2 \
              WHERE id = $1 AND status = 'sold_out' AND start_time <= $2 AND end_time > $2",
         )
@@ -171,6 +171,10 @@ macro_rules! return_stock {
         .bind($now)
         .execute(&mut *$tx)
         .await?;
+        write_outbox!($tx, "stock", domain::notify::stock_message($event, $item, remaining), $now);
+        if revived.rows_affected() > 0 {
+            write_outbox!($tx, "event.status", domain::notify::status_message($event, "live"), $now);
+        }
         remaining
     }};
 }
@@ -331,6 +335,9 @@ impl SalesStore for SqlStore {
                 });
                 insert.build().execute(&mut *tx).await?;
             }
+            if sold > 0 {
+                write_outbox!(tx, "stock", domain::notify::stock_message(event_id, item_id, remaining), now);
+            }
             let mut sold_out = false;
             if sold > 0 && remaining == 0 {
                 let marked = sqlx::query(
@@ -342,6 +349,9 @@ impl SalesStore for SqlStore {
                 .execute(&mut *tx)
                 .await?;
                 sold_out = marked.rows_affected() > 0;
+                if sold_out {
+                    write_outbox!(tx, "event.status", domain::notify::status_message(event_id, "sold_out"), now);
+                }
             }
             tx.commit().await?;
             Ok(BatchResult { outcomes, stock_remaining: remaining, event_id, sold_out })
@@ -380,11 +390,20 @@ impl SalesStore for SqlStore {
              WHERE id = $1 AND status = 'reserved' AND expires_at > $2 RETURNING {ORDER_COLUMNS}"
         );
         let select = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1");
-        let confirmed: Option<Order> = on_pool!(self, pool => sqlx::query_as(sqlx::AssertSqlSafe(confirm))
-            .bind(id)
-            .bind(now)
-            .fetch_optional(pool)
-            .await?);
+        let confirmed: Option<Order> = on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let order: Option<Order> = sqlx::query_as(sqlx::AssertSqlSafe(confirm))
+                .bind(id)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some(o) = &order {
+                let message = domain::notify::order_message(o.id, o.user_id, o.event_id, o.event_item_id, o.quantity, "confirmed");
+                write_outbox!(tx, "order", message, now);
+            }
+            tx.commit().await?;
+            order
+        });
         if let Some(order) = confirmed {
             return Ok(ConfirmOutcome::Confirmed(order));
         }
@@ -417,6 +436,8 @@ impl SalesStore for SqlStore {
             let mut returned = Vec::with_capacity(expired.len());
             for (order_id, user_id, event_id, event_item_id, quantity) in expired {
                 let stock_remaining = return_stock!(tx, event_item_id, event_id, quantity, now);
+                let message = domain::notify::order_message(order_id, user_id, event_id, event_item_id, quantity, "expired");
+                write_outbox!(tx, "order", message, now);
                 returned.push(Returned { order_id, user_id, event_id, event_item_id, quantity, stock_remaining });
             }
             tx.commit().await?;
@@ -519,6 +540,8 @@ impl SqlStore {
                 return Ok(None);
             };
             let stock_remaining = return_stock!(tx, event_item_id, event_id, quantity, now);
+            let message = domain::notify::order_message(order_id, user_id, event_id, event_item_id, quantity, status);
+            write_outbox!(tx, "order", message, now);
             tx.commit().await?;
             Ok(Some(Returned { order_id, user_id, event_id, event_item_id, quantity, stock_remaining }))
         })

@@ -119,8 +119,19 @@ pub struct SocketQuery {
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum ClientMessage {
-    Auth { token: String },
-    Resume { after: Option<Uuid> },
+    Auth {
+        token: String,
+    },
+    Resume {
+        after: Option<Uuid>,
+    },
+    /// Follow an open event page's live data (stock, status).
+    Subscribe {
+        event_id: Uuid,
+    },
+    Unsubscribe {
+        event_id: Uuid,
+    },
     Ping,
 }
 
@@ -203,6 +214,8 @@ async fn serve_socket(state: AppState, mut socket: WebSocket, token: Option<Stri
                                 return;
                             }
                         }
+                        Ok(ClientMessage::Subscribe { event_id }) => subscription.follow(event_id),
+                        Ok(ClientMessage::Unsubscribe { event_id }) => subscription.unfollow(event_id),
                         Ok(ClientMessage::Auth { .. }) => {}
                         Err(_) => return close(socket, CLOSE_INVALID, "malformed message").await,
                     },

@@ -361,3 +361,98 @@ async fn a_malformed_or_oversized_frame_closes_only_that_socket() {
     .await;
     assert_eq!(next_json(&mut good_socket).await["event"]["title"], "Still here");
 }
+
+#[tokio::test]
+async fn open_pages_follow_stock_and_status_and_buyers_their_orders() {
+    let app = TestApp::start_with(|c| {
+        c.purchase_requests_per_second = 1000;
+        c.purchase_burst = 1000;
+    })
+    .await;
+    let (_, admin) = app.admin("live_admin").await;
+    let (_, viewer, _) = app.customer("viewer").await;
+    let (_, buyer, _) = app.customer("live_buyer").await;
+    let product = expect_json(
+        app.post(
+            "/api/v1/admin/products",
+            Some(&admin),
+            json!({"name": "Tee", "category": "x", "price_cents": 100, "currency": "EUR"}),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let mut body = event_body("Live page", Duration::hours(1), Duration::hours(1));
+    body["items"] = json!([{"product_id": product["id"], "price_cents": 100, "stock": 2}]);
+    let drop = expect_json(
+        app.post("/api/v1/admin/events", Some(&admin), body).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let event_id = drop["id"].as_str().unwrap().to_owned();
+    let item = drop["items"][0]["id"].as_str().unwrap().to_owned();
+
+    let mut page = connect(&app, &viewer).await;
+    let mut buyer_socket = connect(&app, &buyer).await;
+    page.send(Frame::text(
+        json!({"type": "subscribe", "event_id": event_id}).to_string(),
+    ))
+    .await
+    .unwrap();
+    // Skip the broadcast of the drop's creation (sent before we connected or
+    // just after), then open it.
+    expect_json(
+        app.post(
+            &format!("/api/v1/admin/events/{event_id}/open"),
+            Some(&admin),
+            json!({}),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    let mut seen = Vec::new();
+    while !seen.iter().any(|m: &Value| m["type"] == "event.status") {
+        seen.push(next_json(&mut page).await);
+    }
+    assert_eq!(seen.last().unwrap()["status"], "live");
+
+    let order = expect_json(
+        app.post(
+            &format!("/api/v1/purchase/{item}"),
+            Some(&buyer),
+            json!({"quantity": 2}),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let stock = next_json(&mut page).await;
+    assert_eq!(
+        stock,
+        json!({"type": "stock", "event_id": event_id, "item_id": item, "stock_remaining": 0})
+    );
+    let status = next_json(&mut page).await;
+    assert_eq!(status["status"], "sold_out");
+
+    let order_id = order["id"].as_str().unwrap();
+    expect_json(
+        app.post(
+            &format!("/api/v1/purchase/{order_id}/cancel"),
+            Some(&buyer),
+            json!({}),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    let mut mine = next_json(&mut buyer_socket).await;
+    while mine["type"] != "order" {
+        mine = next_json(&mut buyer_socket).await;
+    }
+    assert_eq!(mine["order"]["id"], order_id);
+    assert_eq!(mine["order"]["status"], "canceled");
+    let restocked = next_json(&mut page).await;
+    assert_eq!(restocked["stock_remaining"], 2);
+    assert_eq!(next_json(&mut page).await["status"], "live");
+}
