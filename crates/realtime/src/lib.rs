@@ -2,8 +2,10 @@
 //! broker when scaled out) and, as the real-time layer lands, the outbox
 //! relay and the WebSocket hub.
 
+pub mod amqp;
 pub mod bus;
 pub mod hub;
 
+pub use amqp::AmqpBus;
 pub use bus::{Bus, BusError, LocalBus, Message};
 pub use hub::{Hub, Subscription};

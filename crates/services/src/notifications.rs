@@ -15,7 +15,7 @@ use domain::page::{Page, PageRequest, Position, page_from_rows, page_request};
 use realtime::{Bus, Hub, Message};
 use serde_json::Value;
 use store::Store;
-use store::notifications::{NewNotification, Notification, OutboxMessage};
+use store::notifications::{NewNotification, Notification};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -37,6 +37,9 @@ pub struct NotificationService {
     cursors: CursorCodec,
     /// Poked after a write that put a message in the outbox.
     outbox_written: Arc<Notify>,
+    /// With the in-process bus the relay stores history itself; with a
+    /// broker, the consumers of the shared history queue do.
+    inline_history: bool,
 }
 
 /// The recipients of a message: `None` for a broadcast.
@@ -67,6 +70,7 @@ impl NotificationService {
         hub: Arc<Hub>,
         cursors: CursorCodec,
         outbox_written: Arc<Notify>,
+        inline_history: bool,
     ) -> Self {
         NotificationService {
             store,
@@ -74,6 +78,7 @@ impl NotificationService {
             hub,
             cursors,
             outbox_written,
+            inline_history,
         }
     }
 
@@ -81,9 +86,16 @@ impl NotificationService {
         &self.hub
     }
 
-    /// The notifications to store for one outbox message.
-    fn history_of(message: &OutboxMessage) -> Vec<NewNotification> {
-        let payload = &message.payload.0;
+    /// The notifications to store for one message. Their time is the
+    /// message id's (a UUIDv7), so every process stores the same rows.
+    fn history_of(message_id: Uuid, payload: &Value) -> Vec<NewNotification> {
+        let created_at = message_id
+            .get_timestamp()
+            .and_then(|ts| {
+                let (secs, nanos) = ts.to_unix();
+                chrono::DateTime::from_timestamp(secs as i64, nanos)
+            })
+            .unwrap_or_else(domain::clock::now);
         let Some(kind) = payload.get("notification_type").and_then(Value::as_str) else {
             return Vec::new();
         };
@@ -94,12 +106,12 @@ impl NotificationService {
         targets
             .into_iter()
             .map(|recipient| NewNotification {
-                id: notification_id(message.id, recipient),
-                message_id: message.id,
+                id: notification_id(message_id, recipient),
+                message_id,
                 recipient_id: recipient,
                 notification_type: kind.to_owned(),
-                payload: personal_payload(message.id, payload, recipient),
-                created_at: message.created_at,
+                payload: personal_payload(message_id, payload, recipient),
+                created_at,
             })
             .collect()
     }
@@ -110,8 +122,13 @@ impl NotificationService {
         if pending.is_empty() {
             return Ok(0);
         }
-        let history: Vec<NewNotification> = pending.iter().flat_map(Self::history_of).collect();
-        self.store.store_notifications(&history).await?;
+        if self.inline_history {
+            let history: Vec<NewNotification> = pending
+                .iter()
+                .flat_map(|m| Self::history_of(m.id, &m.payload.0))
+                .collect();
+            self.store.store_notifications(&history).await?;
+        }
         for message in &pending {
             let message = Message {
                 id: message.id,
@@ -211,6 +228,13 @@ impl NotificationService {
                 }
             }
         }
+    }
+
+    /// Stores the history of one message taken from the broker (each is
+    /// handled by one process; a redelivery stores nothing new).
+    pub async fn store_history(&self, message: &Message) -> Result<()> {
+        let history = Self::history_of(message.id, &message.payload);
+        Ok(self.store.store_notifications(&history).await?)
     }
 
     pub fn outbox_written(&self) {

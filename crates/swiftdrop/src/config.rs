@@ -24,6 +24,8 @@ pub struct Config {
     pub redis_url: Option<String>,
     /// `AMQP_URL`: the broker; unset means the in-process bus.
     pub amqp_url: Option<String>,
+    /// Prefix of the broker's exchange and queues (`SWIFTDROP_AMQP_PREFIX`).
+    pub amqp_prefix: String,
     /// `SWIFTDROP_SECRET`: JWT signing secret; unset means generated once
     /// and kept in the data folder.
     pub secret: Option<String>,
@@ -79,6 +81,7 @@ impl Default for Config {
             database_url: None,
             redis_url: None,
             amqp_url: None,
+            amqp_prefix: "swiftdrop".to_owned(),
             secret: None,
             access_ttl_seconds: 1800,
             refresh_ttl_seconds: 30 * 24 * 3600,

@@ -16,7 +16,7 @@ use domain::cursor::CursorCodec;
 use gates::{LocalRateLimiter, Quota};
 use hmac_key::derive_key;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use realtime::{Bus, LocalBus};
+use realtime::{AmqpBus, Bus, LocalBus};
 use services::accounts::{AccountService, AccountSettings};
 use services::catalog::CatalogService;
 use services::events::EventService;
@@ -49,13 +49,52 @@ pub struct App {
     pub bus: Arc<dyn Bus>,
     settings: HttpSettings,
     schedule_changed: Arc<tokio::sync::Notify>,
+    /// Cancelled at shutdown: background work stops between steps.
+    stop: tokio_util::sync::CancellationToken,
+    amqp_url: Option<String>,
+    amqp_prefix: String,
+    pub roles: Roles,
+}
+
+/// The background work a process does. Every role serves the same HTTP
+/// app (stateless), so a load balancer may route API and WebSocket traffic
+/// to any api or notifier process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    /// Scheduler and outbox relay (`worker`): one active at a time.
+    pub worker: bool,
+    /// Pushes to this process's sockets and stores history (`notifier`).
+    pub notifier: bool,
+}
+
+impl Roles {
+    pub const ALL: Roles = Roles {
+        worker: true,
+        notifier: true,
+    };
+    pub const API: Roles = Roles {
+        worker: false,
+        notifier: false,
+    };
+    pub const NOTIFIER: Roles = Roles {
+        worker: false,
+        notifier: true,
+    };
+    pub const WORKER: Roles = Roles {
+        worker: true,
+        notifier: false,
+    };
 }
 
 /// Opens the database (running migrations) and builds every service.
 pub async fn build(config: &Config) -> anyhow::Result<App> {
     let store: Arc<dyn Store> = Arc::new(open_store(config).await?);
     let secret = load_secret(config)?;
-    let bus: Arc<dyn Bus> = Arc::new(LocalBus::default());
+    let stop = tokio_util::sync::CancellationToken::new();
+    let bus: Arc<dyn Bus> = match &config.amqp_url {
+        Some(url) => AmqpBus::start(url, &config.amqp_prefix, stop.clone()),
+        None => Arc::new(LocalBus::default()),
+    };
 
     let accounts = Arc::new(AccountService::new(
         store.clone(),
@@ -91,6 +130,7 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         realtime::Hub::new(),
         CursorCodec::new(&derive_key(&secret, "cursor")),
         outbox_written,
+        config.amqp_url.is_none(),
     ));
     let sales = Arc::new(SalesService::new(
         store.clone(),
@@ -135,6 +175,10 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         bus,
         settings,
         schedule_changed,
+        stop,
+        amqp_url: config.amqp_url.clone(),
+        amqp_prefix: config.amqp_prefix.clone(),
+        roles: Roles::ALL,
     })
 }
 
@@ -195,7 +239,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let stop = tokio_util::sync::CancellationToken::new();
+    let stop = app.stop.clone();
     let (tasks, stoppable) = spawn_background(&app, &stop);
     let store = app.state.store.clone();
     let router = api::router(app.state, &app.settings, web::pages());
@@ -240,16 +284,36 @@ fn spawn_background(app: &App, stop: &tokio_util::sync::CancellationToken) -> (T
             limits.purchase.sweep();
         }
     });
-    let scheduler = Scheduler {
-        store: app.state.store.clone(),
-        events: app.state.events.clone(),
-        sales: app.state.sales.clone(),
-        wake: app.schedule_changed.clone(),
-    };
-    let scheduler = tokio::spawn(scheduler.run(stop.clone()));
-    let relay = tokio::spawn(app.state.notifications.clone().run_relay(stop.clone()));
-    let push = tokio::spawn(app.state.notifications.clone().run_push());
-    (vec![follow, sweep, push], vec![scheduler, relay])
+    let mut tasks = vec![follow, sweep];
+    let mut stoppable = Vec::new();
+    if app.roles.worker {
+        let scheduler = Scheduler {
+            store: app.state.store.clone(),
+            events: app.state.events.clone(),
+            sales: app.state.sales.clone(),
+            wake: app.schedule_changed.clone(),
+        };
+        stoppable.push(tokio::spawn(scheduler.run(stop.clone())));
+        stoppable.push(tokio::spawn(
+            app.state.notifications.clone().run_relay(stop.clone()),
+        ));
+    }
+    if app.roles.notifier {
+        tasks.push(tokio::spawn(app.state.notifications.clone().run_push()));
+        if let Some(url) = &app.amqp_url {
+            let notifications = app.state.notifications.clone();
+            realtime::amqp::consume_shared(url, &app.amqp_prefix, "history", stop.clone(), move |message| {
+                let notifications = notifications.clone();
+                async move {
+                    notifications
+                        .store_history(&message)
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+            });
+        }
+    }
+    (tasks, stoppable)
 }
 
 /// The metrics recorder is process-wide by the `metrics` crate's design;

@@ -2,7 +2,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use swiftdrop::{Config, config::LogFormat};
+use swiftdrop::{Config, Roles, config::LogFormat};
 use tokio::net::TcpListener;
 
 /// SwiftDrop: live commerce drops, flash sales, auctions and community events.
@@ -24,11 +24,11 @@ enum Command {
         #[arg(long)]
         demo: bool,
     },
-    /// The HTTP API and web UI (runs every role until the split lands).
+    /// The HTTP API and web UI (run N behind a load balancer).
     Api,
-    /// The WebSocket notification service (runs every role until the split lands).
+    /// The WebSocket notification service (run N; each consumes the broker).
     Notifier,
-    /// Scheduler and outbox relay (runs every role until the split lands).
+    /// Scheduler and outbox relay.
     Worker,
     /// Applies database migrations and exits.
     Migrate,
@@ -74,8 +74,10 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::load(cli.config.as_deref())?;
     swiftdrop::init_tracing(config.log);
     match command {
-        Command::Serve { demo } => serve(config, demo).await,
-        Command::Api | Command::Notifier | Command::Worker => serve(config, false).await,
+        Command::Serve { demo } => serve(config, demo, Roles::ALL).await,
+        Command::Api => serve(config, false, Roles::API).await,
+        Command::Notifier => serve(config, false, Roles::NOTIFIER).await,
+        Command::Worker => serve(config, false, Roles::WORKER).await,
         Command::Migrate => {
             swiftdrop::open_store(&config).await?;
             println!("migrations applied");
@@ -103,11 +105,12 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
+async fn serve(config: Config, demo: bool, roles: Roles) -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.addr)
         .await
         .with_context(|| format!("cannot listen on {} (SWIFTDROP_ADDR)", config.addr))?;
-    let app = swiftdrop::build(&config).await?;
+    let mut app = swiftdrop::build(&config).await?;
+    app.roles = roles;
     if demo {
         swiftdrop::seed::demo(&app, &config.data_dir).await?;
     }

@@ -23,6 +23,13 @@ pub struct TestApp {
     _data: TempDir,
 }
 
+/// The broker to test against, if any.
+pub fn amqp_url() -> Option<String> {
+    std::env::var("SWIFTDROP_TEST_AMQP_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
 /// Which database this run tests against.
 pub fn postgres_url() -> Option<String> {
     std::env::var("SWIFTDROP_TEST_DATABASE_URL")
@@ -66,6 +73,11 @@ impl TestApp {
             let separator = if url.contains('?') { '&' } else { '?' };
             config.database_url = Some(format!("{url}{separator}options=-c%20search_path%3D{schema}"));
             pg_schema = Some((url, schema));
+        }
+        if let Some(url) = amqp_url() {
+            // Each test gets its own exchange and queues on the shared broker.
+            config.amqp_url = Some(url);
+            config.amqp_prefix = format!("t_{}", uuid::Uuid::now_v7().simple());
         }
         adjust(&mut config);
         Self::launch(config, data, pg_schema).await
@@ -216,6 +228,20 @@ impl Drop for TestApp {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
+        let broker = self
+            .config
+            .amqp_url
+            .clone()
+            .map(|url| (url, self.config.amqp_prefix.clone()));
+        if let Some((url, prefix)) = broker {
+            let _ = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+                if let Ok(runtime) = runtime {
+                    runtime.block_on(delete_broker_objects(&url, &prefix));
+                }
+            })
+            .join();
+        }
         if let Some((url, schema)) = self.pg_schema.take() {
             // Drop runs inside the test's runtime; clean up on a thread of our own.
             let _ = std::thread::spawn(move || {
@@ -227,6 +253,29 @@ impl Drop for TestApp {
             .join();
         }
     }
+}
+
+async fn delete_broker_objects(url: &str, prefix: &str) {
+    use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+    let connect = lapin::Connection::connect(url, lapin::ConnectionProperties::default());
+    let Ok(Ok(connection)) = tokio::time::timeout(std::time::Duration::from_secs(5), connect).await else {
+        return;
+    };
+    if let Ok(channel) = connection.create_channel().await {
+        let _ = channel
+            .queue_delete(
+                format!("{prefix}.history").as_str().into(),
+                QueueDeleteOptions::default(),
+            )
+            .await;
+        let _ = channel
+            .exchange_delete(
+                format!("{prefix}.events").as_str().into(),
+                ExchangeDeleteOptions::default(),
+            )
+            .await;
+    }
+    let _ = connection.close(200, "test done".into()).await;
 }
 
 async fn create_schema(url: &str, schema: &str) {
