@@ -20,7 +20,10 @@ pub struct TestApp {
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     pg_schema: Option<(String, String)>,
-    _data: TempDir,
+    /// The original owns the database, data folder and broker objects; a
+    /// sibling (another process of the same deployment) only borrows them.
+    owner: bool,
+    _data: Option<TempDir>,
 }
 
 /// The broker to test against, if any.
@@ -86,7 +89,7 @@ impl TestApp {
     async fn launch(config: Config, data: TempDir, pg_schema: Option<(String, String)>) -> TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let (shutdown, server) = Self::serve(&config, listener).await;
+        let (shutdown, server) = Self::serve(&config, listener, swiftdrop::Roles::ALL).await;
         let client = Client::builder()
             .timeout(std::time::Duration::from_secs(30))
             .build()
@@ -98,15 +101,37 @@ impl TestApp {
             shutdown: Some(shutdown),
             server: Some(server),
             pg_schema,
-            _data: data,
+            owner: true,
+            _data: Some(data),
+        }
+    }
+
+    /// Another process of the same deployment: same database, secret and
+    /// broker, its own port and roles.
+    pub async fn sibling(&self, roles: swiftdrop::Roles) -> TestApp {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let config = self.config.clone();
+        let (shutdown, server) = Self::serve(&config, listener, roles).await;
+        TestApp {
+            addr,
+            client: self.client.clone(),
+            config,
+            shutdown: Some(shutdown),
+            server: Some(server),
+            pg_schema: None,
+            owner: false,
+            _data: None,
         }
     }
 
     async fn serve(
         config: &Config,
         listener: tokio::net::TcpListener,
+        roles: swiftdrop::Roles,
     ) -> (oneshot::Sender<()>, tokio::task::JoinHandle<anyhow::Result<()>>) {
-        let app = swiftdrop::build(config).await.expect("app builds");
+        let mut app = swiftdrop::build(config).await.expect("app builds");
+        app.roles = roles;
         let (shutdown, stop) = oneshot::channel::<()>();
         let server = tokio::spawn(swiftdrop::serve(app, listener, async {
             let _ = stop.await;
@@ -125,7 +150,7 @@ impl TestApp {
         }
         tokio::time::sleep(downtime).await;
         let listener = tokio::net::TcpListener::bind(self.addr).await.expect("rebind");
-        let (shutdown, server) = Self::serve(&self.config, listener).await;
+        let (shutdown, server) = Self::serve(&self.config, listener, swiftdrop::Roles::ALL).await;
         self.shutdown = Some(shutdown);
         self.server = Some(server);
     }
@@ -232,6 +257,7 @@ impl Drop for TestApp {
             .config
             .amqp_url
             .clone()
+            .filter(|_| self.owner)
             .map(|url| (url, self.config.amqp_prefix.clone()));
         if let Some((url, prefix)) = broker {
             let _ = std::thread::spawn(move || {

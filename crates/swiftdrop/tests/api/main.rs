@@ -8,5 +8,6 @@ mod cli;
 mod events;
 mod harness;
 mod http;
+mod proxy;
 mod realtime;
 mod sales;

@@ -456,3 +456,133 @@ async fn open_pages_follow_stock_and_status_and_buyers_their_orders() {
     assert_eq!(restocked["stock_remaining"], 2);
     assert_eq!(next_json(&mut page).await["status"], "live");
 }
+
+#[tokio::test]
+async fn every_notifier_process_delivers_and_history_is_stored_once() {
+    if crate::harness::amqp_url().is_none() {
+        eprintln!(
+            "SKIPPED every_notifier_process_delivers: set SWIFTDROP_TEST_AMQP_URL to run it against RabbitMQ"
+        );
+        return;
+    }
+    // One api+worker process and two notifier processes of one deployment.
+    let api = TestApp::start().await;
+    let notifier_a = api.sibling(swiftdrop::Roles::NOTIFIER).await;
+    let notifier_b = api.sibling(swiftdrop::Roles::NOTIFIER).await;
+    let (_, host, _) = api.customer("api_host").await;
+    let (_, ann, _) = api.customer("ann_on_a").await;
+    let (_, ben, _) = api.customer("ben_on_b").await;
+    let mut on_a = connect(&notifier_a, &ann).await;
+    let mut on_b = connect(&notifier_b, &ben).await;
+    // Give the notifiers' consumers a moment to bind their queues.
+    tokio::time::sleep(StdDuration::from_millis(500)).await;
+
+    let event = expect_json(
+        api.post(
+            "/api/v1/events",
+            Some(&host),
+            event_body("Split deployment", Duration::hours(1), Duration::hours(1)),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    for socket in [&mut on_a, &mut on_b] {
+        let message = next_json(socket).await;
+        assert_eq!(message["event"]["id"], event["id"]);
+    }
+    tokio::time::sleep(StdDuration::from_millis(500)).await;
+    let history = expect_json(api.get("/api/v1/notifications", Some(&ann)).await, StatusCode::OK).await;
+    assert_eq!(
+        history["data"].as_array().unwrap().len(),
+        1,
+        "stored once, though two notifiers consume"
+    );
+}
+
+#[tokio::test]
+async fn a_broker_outage_loses_nothing_and_stores_nothing_twice() {
+    let Some(url) = crate::harness::amqp_url() else {
+        eprintln!(
+            "SKIPPED a_broker_outage_loses_nothing: set SWIFTDROP_TEST_AMQP_URL to run it against RabbitMQ"
+        );
+        return;
+    };
+    let broker: std::net::SocketAddr = "127.0.0.1:5672".parse().unwrap();
+    let mut proxy = crate::proxy::Proxy::start(broker).await;
+    let through_proxy = url.replace("127.0.0.1:5672", &proxy.addr.to_string());
+    let app = TestApp::start_with(|c| c.amqp_url = Some(through_proxy)).await;
+    let (_, host, _) = app.customer("outage_host").await;
+    let (_, fan, _) = app.customer("outage_fan").await;
+    let mut socket = connect(&app, &fan).await;
+    tokio::time::sleep(StdDuration::from_millis(500)).await;
+    expect_json(
+        app.post(
+            "/api/v1/events",
+            Some(&host),
+            event_body("Before", Duration::hours(1), Duration::hours(1)),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let before = next_json(&mut socket).await;
+    assert_eq!(before["event"]["title"], "Before");
+
+    proxy.cut();
+    for title in ["During 1", "During 2", "During 3"] {
+        // The API keeps working while the broker is away: the outbox holds the messages.
+        expect_json(
+            app.post(
+                "/api/v1/events",
+                Some(&host),
+                event_body(title, Duration::hours(1), Duration::hours(1)),
+            )
+            .await,
+            StatusCode::CREATED,
+        )
+        .await;
+    }
+    tokio::time::sleep(StdDuration::from_millis(1500)).await;
+    proxy.restore().await;
+
+    // Everything arrives in history exactly once once the broker is back.
+    let mut titles = Vec::new();
+    for _ in 0..150 {
+        let history = expect_json(
+            app.get("/api/v1/notifications?limit=100", Some(&fan)).await,
+            StatusCode::OK,
+        )
+        .await;
+        titles = history["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["payload"]["event"]["title"].as_str().unwrap().to_owned())
+            .collect();
+        if titles.len() >= 4 {
+            break;
+        }
+        tokio::time::sleep(StdDuration::from_millis(100)).await;
+    }
+    titles.sort();
+    assert_eq!(titles, ["Before", "During 1", "During 2", "During 3"]);
+    // The socket gets them live or, reconnecting, by resume: none is lost.
+    let mut socket = connect(&app, &fan).await;
+    socket
+        .send(Frame::text(
+            json!({"type": "resume", "after": before["id"]}).to_string(),
+        ))
+        .await
+        .unwrap();
+    let mut replayed = Vec::new();
+    for _ in 0..3 {
+        replayed.push(
+            next_json(&mut socket).await["event"]["title"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    assert_eq!(replayed, ["During 1", "During 2", "During 3"]);
+}
