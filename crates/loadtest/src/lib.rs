@@ -8,6 +8,7 @@
 pub mod auth;
 mod crowd;
 pub mod event_page;
+pub mod fanout;
 pub mod flash_sale;
 mod setup;
 mod stats;
@@ -24,6 +25,8 @@ pub enum Scenario {
     FlashSale(flash_sale::FlashSaleOptions),
     /// Readers of one live event page.
     EventPage(event_page::EventPageOptions),
+    /// Many WebSocket listeners and a stream of changes.
+    Fanout(fanout::FanoutOptions),
 }
 
 pub async fn run(scenario: Scenario) -> anyhow::Result<()> {
@@ -31,5 +34,6 @@ pub async fn run(scenario: Scenario) -> anyhow::Result<()> {
         Scenario::Auth(options) => auth::run(options).await,
         Scenario::FlashSale(options) => flash_sale::run(options).await,
         Scenario::EventPage(options) => event_page::run(options).await,
+        Scenario::Fanout(options) => fanout::run(options).await,
     }
 }

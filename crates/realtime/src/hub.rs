@@ -4,6 +4,8 @@
 //! disconnected rather than allowed to slow the hub or anyone else.
 
 use std::sync::Arc;
+
+use bytes::Bytes;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use dashmap::DashMap;
@@ -15,7 +17,7 @@ pub const CLIENT_BUFFER: usize = 256;
 
 struct Client {
     id: u64,
-    sender: mpsc::Sender<Arc<str>>,
+    sender: mpsc::Sender<Bytes>,
 }
 
 #[derive(Default)]
@@ -35,7 +37,7 @@ pub struct Subscription {
     hub: Arc<Hub>,
     user_id: Uuid,
     id: u64,
-    pub receiver: mpsc::Receiver<Arc<str>>,
+    pub receiver: mpsc::Receiver<Bytes>,
 }
 
 impl Subscription {
@@ -109,14 +111,14 @@ impl Hub {
     }
 
     /// Pushes to every socket of `user_id`.
-    pub fn send_to(&self, user_id: Uuid, message: Arc<str>) {
+    pub fn send_to(&self, user_id: Uuid, message: Bytes) {
         if let Some(mut clients) = self.users.get_mut(&user_id) {
             clients.retain(|client| self.offer(client, &message));
         }
     }
 
     /// Pushes to every socket following `topic`.
-    pub fn send_topic(&self, topic: Uuid, message: Arc<str>) {
+    pub fn send_topic(&self, topic: Uuid, message: Bytes) {
         let Some(followers) = self.topics.get(&topic).map(|f| f.clone()) else {
             return;
         };
@@ -128,7 +130,7 @@ impl Hub {
     }
 
     /// Pushes to every connected socket.
-    pub fn broadcast(&self, message: Arc<str>) {
+    pub fn broadcast(&self, message: Bytes) {
         for mut clients in self.users.iter_mut() {
             clients.retain(|client| self.offer(client, &message));
         }
@@ -136,7 +138,7 @@ impl Hub {
 
     /// Queues without waiting; a full or closed socket is let go (its
     /// writer sees the channel close and ends the connection).
-    fn offer(&self, client: &Client, message: &Arc<str>) -> bool {
+    fn offer(&self, client: &Client, message: &Bytes) -> bool {
         match client.sender.try_send(message.clone()) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -164,15 +166,15 @@ mod tests {
         let (ann, ben) = (Uuid::now_v7(), Uuid::now_v7());
         let mut a = hub.connect(ann);
         let mut b = hub.connect(ben);
-        hub.send_to(ann, Arc::from("for ann"));
-        hub.broadcast(Arc::from("for all"));
+        hub.send_to(ann, Bytes::from_static(b"for ann"));
+        hub.broadcast(Bytes::from_static(b"for all"));
         assert_eq!(&*a.receiver.recv().await.unwrap(), "for ann");
         assert_eq!(&*a.receiver.recv().await.unwrap(), "for all");
         assert_eq!(&*b.receiver.recv().await.unwrap(), "for all");
         assert_eq!(hub.connections(), 2);
         // Ben stops reading: once his buffer is full he is let go, Ann is not.
         for _ in 0..=CLIENT_BUFFER {
-            hub.broadcast(Arc::from("flood"));
+            hub.broadcast(Bytes::from_static(b"flood"));
             let _ = a.receiver.try_recv();
         }
         assert_eq!(hub.dropped_slow(), 1);
@@ -189,11 +191,11 @@ mod tests {
         let mut b = hub.connect(ben);
         let page = Uuid::now_v7();
         a.follow(page);
-        hub.send_topic(page, Arc::from("stock"));
+        hub.send_topic(page, Bytes::from_static(b"stock"));
         assert_eq!(&*a.receiver.recv().await.unwrap(), "stock");
         assert!(b.receiver.try_recv().is_err());
         a.unfollow(page);
-        hub.send_topic(page, Arc::from("again"));
+        hub.send_topic(page, Bytes::from_static(b"again"));
         assert!(a.receiver.try_recv().is_err());
     }
 }

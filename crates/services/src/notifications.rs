@@ -7,6 +7,8 @@
 //! pushes each message to its own connected sockets.
 
 use std::sync::Arc;
+
+use bytes::Bytes;
 use std::time::Duration;
 
 use domain::cursor::CursorCodec;
@@ -204,13 +206,14 @@ impl NotificationService {
             Some("notification") => {}
             Some("order") => {
                 if let Some(user) = uuid_at("user_id") {
-                    self.hub.send_to(user, Arc::from(message.payload.to_string()));
+                    self.hub.send_to(user, Bytes::from(message.payload.to_string()));
                 }
                 return;
             }
             Some("stock" | "event.status") => {
                 if let Some(event) = uuid_at("event_id") {
-                    self.hub.send_topic(event, Arc::from(message.payload.to_string()));
+                    self.hub
+                        .send_topic(event, Bytes::from(message.payload.to_string()));
                 }
                 return;
             }
@@ -219,12 +222,12 @@ impl NotificationService {
         match recipients(&message.payload) {
             None => {
                 let text = personal_payload(message.id, &message.payload, None).to_string();
-                self.hub.broadcast(Arc::from(text));
+                self.hub.broadcast(Bytes::from(text));
             }
             Some(users) => {
                 for user in users {
                     let text = personal_payload(message.id, &message.payload, Some(user)).to_string();
-                    self.hub.send_to(user, Arc::from(text));
+                    self.hub.send_to(user, Bytes::from(text));
                 }
             }
         }

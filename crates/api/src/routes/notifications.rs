@@ -141,7 +141,11 @@ pub async fn socket(
     axum::extract::Query(query): axum::extract::Query<SocketQuery>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    // Small buffers: an idle socket should cost a few KiB, not the
+    // library's default 128 KiB read buffer.
     upgrade
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
         .max_message_size(MAX_FRAME)
         .max_frame_size(MAX_FRAME)
         .on_upgrade(move |socket| serve_socket(state, socket, query.token))
@@ -191,8 +195,10 @@ async fn serve_socket(state: AppState, mut socket: WebSocket, token: Option<Stri
     loop {
         tokio::select! {
             pushed = subscription.receiver.recv() => match pushed {
-                Some(text) => {
-                    if socket.send(Frame::Text(Utf8Bytes::from(&*text))).await.is_err() {
+                Some(bytes) => {
+                    // Shared, not copied: every socket sends the same buffer.
+                    let Ok(text) = Utf8Bytes::try_from(bytes) else { continue };
+                    if socket.send(Frame::Text(text)).await.is_err() {
                         return;
                     }
                 }

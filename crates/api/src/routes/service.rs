@@ -35,8 +35,19 @@ pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     (status, Json(body))
 }
 
+/// The process's resident memory in bytes (Linux), for capacity planning.
+fn resident_bytes() -> Option<f64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: f64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096.0)
+}
+
 /// Prometheus text exposition.
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    if let Some(bytes) = resident_bytes() {
+        metrics::gauge!("swiftdrop_process_resident_bytes").set(bytes);
+    }
+    metrics::gauge!("swiftdrop_websocket_sockets").set(state.notifications.hub().connections() as f64);
     let text = state.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }

@@ -1,0 +1,206 @@
+//! Many WebSocket listeners, a few changes: how fast sockets connect, how
+//! late each message arrives, how much memory an idle socket costs.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use clap::Args;
+use futures::StreamExt;
+use tokio::sync::Mutex;
+use tokio_tungstenite::tungstenite::Message as Frame;
+
+use crate::crowd::Crowd;
+use crate::flash_sale::admin_password;
+use crate::setup;
+use crate::stats::Latencies;
+
+#[derive(Debug, Args)]
+pub struct FanoutOptions {
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub base_url: String,
+    /// WebSocket connections to hold.
+    #[arg(long, default_value_t = 10_000)]
+    pub connections: usize,
+    /// Changes to trigger (each an event created: a message to every socket).
+    #[arg(long, default_value_t = 20)]
+    pub changes: usize,
+    /// Pause between changes, in milliseconds.
+    #[arg(long, default_value_t = 500)]
+    pub interval_ms: u64,
+    /// Users the sockets belong to.
+    #[arg(long, default_value_t = 20)]
+    pub users: usize,
+    #[arg(long, default_value = "admin@swiftdrop.local")]
+    pub admin: String,
+    #[arg(long, env = "SWIFTDROP_LOADTEST_ADMIN_PASSWORD")]
+    pub admin_password: Option<String>,
+}
+
+/// Raises this process's open-file limit to its hard limit.
+fn raise_file_limit() -> u64 {
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+            return limit.rlim_cur;
+        }
+    }
+    0
+}
+
+async fn server_gauge(base: &str, name: &str) -> Option<f64> {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find(|l| l.starts_with(name) && !l.starts_with('#'))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Milliseconds since the epoch of an RFC 3339 time.
+fn epoch_ms(timestamp: &str) -> Option<f64> {
+    let parsed = chrono::DateTime::parse_from_rfc3339(timestamp).ok()?;
+    Some(parsed.timestamp_micros() as f64 / 1000.0)
+}
+
+/// The event's timestamp in a pushed message, found without parsing it all.
+fn timestamp_of(text: &str) -> Option<&str> {
+    let start = text.find("\"timestamp\":\"")? + "\"timestamp\":\"".len();
+    let end = start + text[start..].find('"')?;
+    Some(&text[start..end])
+}
+
+fn now_ms() -> f64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_micros() as f64
+        / 1000.0
+}
+
+pub async fn run(options: FanoutOptions) -> anyhow::Result<()> {
+    let base = options.base_url.trim_end_matches('/').to_owned();
+    let files = raise_file_limit();
+    let crowd = Crowd::new(options.users + 1)?;
+    let admin = setup::login(
+        &crowd,
+        0,
+        &base,
+        &options.admin,
+        &admin_password(options.admin_password.clone())?,
+    )
+    .await?;
+    let prefix = format!("fo{}_", &uuid::Uuid::now_v7().simple().to_string()[24..]);
+    let tokens = setup::users(&crowd, &base, options.users, &prefix).await?;
+    println!(
+        "fanout against {base}: {} sockets, {} changes (open-file limit {files})",
+        options.connections, options.changes
+    );
+
+    let memory_before = server_gauge(&base, "swiftdrop_process_resident_bytes").await;
+    let ws_base = base.replacen("http://", "ws://", 1);
+    let latencies = Arc::new(Mutex::new((Latencies::new(), 0u64)));
+    let connected_at = Instant::now();
+    let mut sockets = Vec::with_capacity(options.connections);
+    let mut failed = 0usize;
+    let connects = futures::stream::iter(0..options.connections)
+        .map(|i| {
+            let url = format!("{ws_base}/ws?token={}", tokens[i % tokens.len()]);
+            async move { tokio_tungstenite::connect_async(url).await }
+        })
+        .buffer_unordered(256);
+    futures::pin_mut!(connects);
+    while let Some(result) = connects.next().await {
+        match result {
+            Ok((socket, _)) => sockets.push(socket),
+            Err(_) => failed += 1,
+        }
+    }
+    let connect_secs = connected_at.elapsed().as_secs_f64();
+    println!(
+        "connected       {:>9}  {:>9.0}/s   (failed: {failed})",
+        sockets.len(),
+        sockets.len() as f64 / connect_secs
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let memory_after = server_gauge(&base, "swiftdrop_process_resident_bytes").await;
+    let held = server_gauge(&base, "swiftdrop_websocket_sockets")
+        .await
+        .unwrap_or(0.0);
+
+    let expected = sockets.len() as u64 * options.changes as u64;
+    let deadline = Instant::now()
+        + Duration::from_millis(options.interval_ms * options.changes as u64)
+        + Duration::from_secs(10);
+    let readers: Vec<_> = sockets
+        .into_iter()
+        .map(|mut socket| {
+            let latencies = latencies.clone();
+            let changes = options.changes;
+            tokio::spawn(async move {
+                let mut local = Latencies::new();
+                let mut received = 0u64;
+                while received < changes as u64 {
+                    let remaining = deadline.saturating_duration_since(Instant::now());
+                    let Ok(Some(Ok(frame))) = tokio::time::timeout(remaining, socket.next()).await else {
+                        break;
+                    };
+                    let arrived = now_ms();
+                    let Frame::Text(text) = frame else { continue };
+                    // Cheap on purpose: the reader shares the machine with the server.
+                    if !text.contains("\"event.created\"") {
+                        continue;
+                    }
+                    if let Some(sent) = timestamp_of(&text).and_then(epoch_ms) {
+                        local.record(Duration::from_micros(((arrived - sent).max(0.0) * 1000.0) as u64));
+                    }
+                    received += 1;
+                }
+                let _ = socket.close(None).await;
+                let mut total = latencies.lock().await;
+                total.0.merge(&local);
+                total.1 += received;
+            })
+        })
+        .collect();
+
+    for i in 0..options.changes {
+        let start = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+        let end = (chrono::Utc::now() + chrono::Duration::hours(2)).to_rfc3339();
+        let body = serde_json::json!({"title": format!("Fanout {i}"), "location": "Loopback", "start_time": start, "end_time": end});
+        crowd
+            .client(0)
+            .post(format!("{base}/api/v1/events"))
+            .bearer_auth(&admin)
+            .json(&body)
+            .send()
+            .await?;
+        tokio::time::sleep(Duration::from_millis(options.interval_ms)).await;
+    }
+    futures::future::join_all(readers).await;
+    let (latencies, delivered) = &*latencies.lock().await;
+    println!(
+        "delivered       {delivered:>9} of {expected} ({:.2}%)",
+        *delivered as f64 * 100.0 / expected.max(1) as f64
+    );
+    println!("latency         {}", latencies.summary());
+    match (memory_before, memory_after) {
+        (Some(before), Some(after)) if held > 0.0 => println!(
+            "server memory   {:.1} MiB before, {:.1} MiB with {held} sockets: {:.1} KiB per idle socket",
+            before / 1048576.0,
+            after / 1048576.0,
+            (after - before) / held / 1024.0
+        ),
+        _ => println!("server memory   not reported (the server's /metrics gives it on Linux)"),
+    }
+    Ok(())
+}
