@@ -168,9 +168,9 @@ mod tests {
         let mut b = hub.connect(ben);
         hub.send_to(ann, Bytes::from_static(b"for ann"));
         hub.broadcast(Bytes::from_static(b"for all"));
-        assert_eq!(&*a.receiver.recv().await.unwrap(), "for ann");
-        assert_eq!(&*a.receiver.recv().await.unwrap(), "for all");
-        assert_eq!(&*b.receiver.recv().await.unwrap(), "for all");
+        assert_eq!(a.receiver.recv().await.unwrap(), &b"for ann"[..]);
+        assert_eq!(a.receiver.recv().await.unwrap(), &b"for all"[..]);
+        assert_eq!(b.receiver.recv().await.unwrap(), &b"for all"[..]);
         assert_eq!(hub.connections(), 2);
         // Ben stops reading: once his buffer is full he is let go, Ann is not.
         for _ in 0..=CLIENT_BUFFER {
@@ -192,7 +192,7 @@ mod tests {
         let page = Uuid::now_v7();
         a.follow(page);
         hub.send_topic(page, Bytes::from_static(b"stock"));
-        assert_eq!(&*a.receiver.recv().await.unwrap(), "stock");
+        assert_eq!(a.receiver.recv().await.unwrap(), &b"stock"[..]);
         assert!(b.receiver.try_recv().is_err());
         a.unfollow(page);
         hub.send_topic(page, Bytes::from_static(b"again"));
