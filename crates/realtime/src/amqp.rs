@@ -84,6 +84,37 @@ async fn open(url: &str, prefix: &str) -> lapin::Result<(Connection, Channel)> {
     Ok((connection, channel))
 }
 
+/// Declares `queue` (server-named when empty), binds it to every topic of
+/// the exchange and starts consuming it with manual acks.
+async fn consume_all(
+    channel: &Channel,
+    queue: &str,
+    options: QueueDeclareOptions,
+    exchange_name: &str,
+) -> lapin::Result<lapin::Consumer> {
+    let declared = channel
+        .queue_declare(queue.into(), options, FieldTable::default())
+        .await?;
+    let name = declared.name().clone();
+    channel
+        .queue_bind(
+            name.clone(),
+            exchange_name.into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .basic_consume(
+            name,
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+}
+
 fn decode(delivery: &lapin::message::Delivery) -> Option<Message> {
     serde_json::from_slice(&delivery.data).ok()
 }
@@ -156,34 +187,12 @@ impl AmqpBus {
                 let exchange_name = exchange_name.clone();
                 async move {
                     // An exclusive, server-named queue: this process's copy of every message.
-                    let queue = channel
-                        .queue_declare(
-                            "".into(),
-                            QueueDeclareOptions {
-                                exclusive: true,
-                                auto_delete: true,
-                                ..Default::default()
-                            },
-                            FieldTable::default(),
-                        )
-                        .await?;
-                    channel
-                        .queue_bind(
-                            queue.name().clone(),
-                            exchange_name.as_str().into(),
-                            "#".into(),
-                            QueueBindOptions::default(),
-                            FieldTable::default(),
-                        )
-                        .await?;
-                    let mut consumer = channel
-                        .basic_consume(
-                            queue.name().clone(),
-                            "".into(),
-                            BasicConsumeOptions::default(),
-                            FieldTable::default(),
-                        )
-                        .await?;
+                    let options = QueueDeclareOptions {
+                        exclusive: true,
+                        auto_delete: true,
+                        ..Default::default()
+                    };
+                    let mut consumer = consume_all(&channel, "", options, &exchange_name).await?;
                     let mut seen = Seen::new();
                     while let Some(delivery) = consumer.next().await {
                         let delivery = delivery?;
@@ -275,33 +284,11 @@ where
             let (queue, exchange_name) = (queue.clone(), exchange_name.clone());
             async move {
                 channel.basic_qos(100, BasicQosOptions::default()).await?;
-                channel
-                    .queue_declare(
-                        queue.as_str().into(),
-                        QueueDeclareOptions {
-                            durable: true,
-                            ..Default::default()
-                        },
-                        FieldTable::default(),
-                    )
-                    .await?;
-                channel
-                    .queue_bind(
-                        queue.as_str().into(),
-                        exchange_name.as_str().into(),
-                        "#".into(),
-                        QueueBindOptions::default(),
-                        FieldTable::default(),
-                    )
-                    .await?;
-                let mut consumer = channel
-                    .basic_consume(
-                        queue.as_str().into(),
-                        "".into(),
-                        BasicConsumeOptions::default(),
-                        FieldTable::default(),
-                    )
-                    .await?;
+                let options = QueueDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                };
+                let mut consumer = consume_all(&channel, &queue, options, &exchange_name).await?;
                 while let Some(delivery) = consumer.next().await {
                     let delivery = delivery?;
                     let Some(message) = decode(&delivery) else {
