@@ -154,6 +154,50 @@ impl Store for SqlStore {
     async fn close(&self) {
         on_pool!(self, pool => pool.close().await)
     }
+
+    async fn try_lead(&self, key: i32) -> Result<Option<Leadership>> {
+        SqlStore::try_lead(self, key).await
+    }
+}
+
+/// Proof that this process is the one active worker. On PostgreSQL it is a
+/// session-level advisory lock held by a connection of its own: if the
+/// process dies the session ends and another worker takes over. SQLite is
+/// one machine's file, so there it is simply granted.
+pub struct Leadership {
+    connection: Option<sqlx::PgConnection>,
+}
+
+impl Leadership {
+    /// Whether the lock is still held (its session still answers).
+    pub async fn holds(&mut self) -> bool {
+        match &mut self.connection {
+            None => true,
+            Some(connection) => sqlx::query("SELECT 1").execute(&mut *connection).await.is_ok(),
+        }
+    }
+}
+
+impl SqlStore {
+    /// Takes the worker lock `key` (in this schema) if no other process
+    /// holds it.
+    pub async fn try_lead(&self, key: i32) -> Result<Option<Leadership>> {
+        match &self.pool {
+            Pool::Sqlite(_) => Ok(Some(Leadership { connection: None })),
+            Pool::Postgres(pool) => {
+                let mut connection = pool.acquire().await?.detach();
+                // Scoped to the schema: deployments sharing a database (or
+                // test runs, one schema each) each get their own worker.
+                let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, hashtext(current_schema()))")
+                    .bind(key)
+                    .fetch_one(&mut connection)
+                    .await?;
+                Ok(locked.then_some(Leadership {
+                    connection: Some(connection),
+                }))
+            }
+        }
+    }
 }
 
 /// `%term%` for a case-insensitive `LIKE`, with the wildcards in `term`

@@ -19,7 +19,7 @@ pub mod sales;
 
 pub use accounts::AccountStore;
 pub use catalog::CatalogStore;
-pub use db::{Backend, ConnectOptions, SqlStore};
+pub use db::{Backend, ConnectOptions, Leadership, SqlStore};
 pub use error::StoreError;
 pub use events::EventStore;
 pub use notifications::NotificationStore;
@@ -36,6 +36,8 @@ pub trait Store:
     async fn ping(&self) -> Result<()>;
     /// Closes the pool, waiting for connections in use to be returned.
     async fn close(&self);
+    /// Takes the worker lock `key` if no other process holds it.
+    async fn try_lead(&self, key: i32) -> Result<Option<Leadership>>;
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -287,16 +287,8 @@ fn spawn_background(app: &App, stop: &tokio_util::sync::CancellationToken) -> (T
     let mut tasks = vec![follow, sweep];
     let mut stoppable = Vec::new();
     if app.roles.worker {
-        let scheduler = Scheduler {
-            store: app.state.store.clone(),
-            events: app.state.events.clone(),
-            sales: app.state.sales.clone(),
-            wake: app.schedule_changed.clone(),
-        };
-        stoppable.push(tokio::spawn(scheduler.run(stop.clone())));
-        stoppable.push(tokio::spawn(
-            app.state.notifications.clone().run_relay(stop.clone()),
-        ));
+        let work = lead_and_work(app.state.clone(), app.schedule_changed.clone(), stop.clone());
+        stoppable.push(tokio::spawn(work));
     }
     if app.roles.notifier {
         tasks.push(tokio::spawn(app.state.notifications.clone().run_push()));
@@ -314,6 +306,62 @@ fn spawn_background(app: &App, stop: &tokio_util::sync::CancellationToken) -> (T
         }
     }
     (tasks, stoppable)
+}
+
+/// The advisory-lock key of the worker role ("SWDR" in ASCII).
+const WORKER_LOCK: i32 = 0x5357_4452;
+
+/// Runs the scheduler and the outbox relay while this process holds the
+/// worker lock: one worker is active at a time, and another takes over
+/// when it goes.
+async fn lead_and_work(
+    state: AppState,
+    wake: Arc<tokio::sync::Notify>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    while !stop.is_cancelled() {
+        let mut leadership = match state.store.try_lead(WORKER_LOCK).await {
+            Ok(Some(leadership)) => leadership,
+            Ok(None) => {
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(2)) => continue,
+                    () = stop.cancelled() => return,
+                }
+            }
+            Err(err) => {
+                tracing::warn!(%err, "cannot ask for the worker lock; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(2)) => continue,
+                    () = stop.cancelled() => return,
+                }
+            }
+        };
+        tracing::info!("this process is the active worker");
+        let term = stop.child_token();
+        let scheduler = Scheduler {
+            store: state.store.clone(),
+            events: state.events.clone(),
+            sales: state.sales.clone(),
+            wake: wake.clone(),
+        };
+        let tasks = [
+            tokio::spawn(scheduler.run(term.clone())),
+            tokio::spawn(state.notifications.clone().run_relay(term.clone())),
+        ];
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(5)) => {}
+                () = term.cancelled() => break,
+            }
+            if !leadership.holds().await {
+                tracing::warn!("lost the worker lock; stepping down");
+                term.cancel();
+            }
+        }
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
 }
 
 /// The metrics recorder is process-wide by the `metrics` crate's design;
