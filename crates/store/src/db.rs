@@ -188,10 +188,11 @@ impl SqlStore {
                 let mut connection = pool.acquire().await?.detach();
                 // Scoped to the schema: deployments sharing a database (or
                 // test runs, one schema each) each get their own worker.
-                let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, hashtext(current_schema()))")
-                    .bind(key)
-                    .fetch_one(&mut connection)
-                    .await?;
+                let locked: bool =
+                    sqlx::query_scalar("SELECT pg_try_advisory_lock($1, hashtext(current_schema()))")
+                        .bind(key)
+                        .fetch_one(&mut connection)
+                        .await?;
                 Ok(locked.then_some(Leadership {
                     connection: Some(connection),
                 }))
