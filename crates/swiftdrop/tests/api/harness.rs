@@ -139,15 +139,20 @@ impl TestApp {
         (shutdown, server)
     }
 
-    /// Stops the server, keeps its database, waits `downtime`, and starts it
-    /// again on the same address, as after a crash or a deploy.
-    pub async fn restart(&mut self, downtime: std::time::Duration) {
+    /// Stops the server but keeps its database (and data folder).
+    pub async fn halt(&mut self) {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
         if let Some(server) = self.server.take() {
             server.await.expect("server task").expect("server stops cleanly");
         }
+    }
+
+    /// Stops the server, keeps its database, waits `downtime`, and starts it
+    /// again on the same address, as after a crash or a deploy.
+    pub async fn restart(&mut self, downtime: std::time::Duration) {
+        self.halt().await;
         tokio::time::sleep(downtime).await;
         let listener = tokio::net::TcpListener::bind(self.addr).await.expect("rebind");
         let (shutdown, server) = Self::serve(&self.config, listener, swiftdrop::Roles::ALL).await;

@@ -556,3 +556,31 @@ async fn bad_purchase_input_is_422_and_the_rate_limit_429() {
     assert!(limited.headers().contains_key("retry-after"));
     expect_problem(limited, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
 }
+
+#[tokio::test]
+async fn a_standby_worker_takes_over_when_the_active_one_stops() {
+    if crate::harness::postgres_url().is_none() {
+        eprintln!(
+            "SKIPPED a_standby_worker_takes_over: the worker lock is PostgreSQL's (set SWIFTDROP_TEST_DATABASE_URL)"
+        );
+        return;
+    }
+    let mut active = sale_app().await;
+    let standby = active.sibling(swiftdrop::Roles::ALL).await;
+    let (_, admin) = active.admin("failover").await;
+    let product_id = product(&active, &admin, "Badge").await;
+    let mut body = event_body("Failover drop", Duration::seconds(3), Duration::hours(1));
+    body["items"] = json!([{"product_id": product_id, "price_cents": 500, "stock": 3}]);
+    let drop = expect_json(
+        active.post("/api/v1/admin/events", Some(&admin), body).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let id = drop["id"].as_str().unwrap().to_owned();
+    // The process holding the lock goes away before the start time.
+    active.halt().await;
+    eventually("the standby opens the drop", async || {
+        event(&standby, &id).await["status"] == "live"
+    })
+    .await;
+}
