@@ -146,7 +146,10 @@ impl SalesService {
         let admitted = match self.admit(item_id, quantity).await {
             Ok(()) => quantity,
             Err(_) if idempotency_key.is_some() => 0,
-            Err(err) => return Err(err),
+            Err(err) => {
+                metrics::counter!("swiftdrop_purchases_total", "outcome" => "sold_out").increment(1);
+                return Err(err);
+            }
         };
         let reservation = Reservation {
             order_id: Uuid::now_v7(),
@@ -215,7 +218,6 @@ impl SalesService {
             }
         }
         metrics::counter!("swiftdrop_gate_decisions_total", "decision" => "sold_out").increment(1);
-        metrics::counter!("swiftdrop_purchases_total", "outcome" => "sold_out").increment(1);
         Err(sold_out())
     }
 
