@@ -63,6 +63,9 @@ pub struct Config {
     /// Endpoint of an S3-compatible service (MinIO, R2, ...); unset for AWS.
     pub s3_endpoint: Option<String>,
     pub s3_region: Option<String>,
+    /// S3 credentials; unset falls back to the usual `AWS_*` variables.
+    pub s3_access_key_id: Option<String>,
+    pub s3_secret_access_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,6 +107,8 @@ impl Default for Config {
             s3_bucket: None,
             s3_endpoint: None,
             s3_region: None,
+            s3_access_key_id: None,
+            s3_secret_access_key: None,
         }
     }
 }

@@ -200,7 +200,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<SqlStore> {
 /// `uploads/` in the data folder.
 fn object_store(config: &Config) -> anyhow::Result<Arc<dyn object_store::ObjectStore>> {
     if let Some(bucket) = &config.s3_bucket {
-        // Credentials come from the usual AWS_* environment variables.
+        // Credentials: SWIFTDROP_S3_* when set, else the usual AWS_* variables.
         let mut builder = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
         if let Some(endpoint) = &config.s3_endpoint {
             builder = builder
@@ -210,6 +210,9 @@ fn object_store(config: &Config) -> anyhow::Result<Arc<dyn object_store::ObjectS
         }
         if let Some(region) = &config.s3_region {
             builder = builder.with_region(region);
+        }
+        if let (Some(key), Some(secret)) = (&config.s3_access_key_id, &config.s3_secret_access_key) {
+            builder = builder.with_access_key_id(key).with_secret_access_key(secret);
         }
         let store = builder
             .build()
