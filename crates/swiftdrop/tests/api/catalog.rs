@@ -792,14 +792,27 @@ async fn the_dashboard_summarises_the_catalog() {
 
 #[tokio::test]
 async fn uploads_round_trip_through_s3_compatible_storage() {
-    let Some(endpoint) = std::env::var("SWIFTDROP_TEST_S3_ENDPOINT").ok().filter(|e| !e.is_empty()) else {
-        eprintln!("SKIPPED uploads_round_trip_through_s3: set SWIFTDROP_TEST_S3_ENDPOINT to an S3-compatible server");
+    let Some(endpoint) = std::env::var("SWIFTDROP_TEST_S3_ENDPOINT")
+        .ok()
+        .filter(|e| !e.is_empty())
+    else {
+        eprintln!(
+            "SKIPPED uploads_round_trip_through_s3: set SWIFTDROP_TEST_S3_ENDPOINT to an S3-compatible server"
+        );
         return;
     };
     // A bucket of this test's own on the S3-compatible server.
     let bucket = format!("t{}", uuid::Uuid::now_v7().simple());
-    let created = reqwest::Client::new().put(format!("{endpoint}/{bucket}")).send().await.unwrap();
-    assert!(created.status().is_success(), "cannot create the test bucket: {}", created.status());
+    let created = reqwest::Client::new()
+        .put(format!("{endpoint}/{bucket}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        created.status().is_success(),
+        "cannot create the test bucket: {}",
+        created.status()
+    );
     let app = TestApp::start_with(|c| {
         c.s3_bucket = Some(bucket.clone());
         c.s3_endpoint = Some(endpoint.clone());
@@ -809,7 +822,11 @@ async fn uploads_round_trip_through_s3_compatible_storage() {
     })
     .await;
     let (_, token, _) = app.customer("s3_uploader").await;
-    let created = expect_json(upload(&app, Some(&token), PNG.to_vec(), "dot.png", "image/png").await, StatusCode::CREATED).await;
+    let created = expect_json(
+        upload(&app, Some(&token), PNG.to_vec(), "dot.png", "image/png").await,
+        StatusCode::CREATED,
+    )
+    .await;
     let url = created["url"].as_str().unwrap();
     let served = app.get(url, None).await;
     assert_eq!(served.status(), StatusCode::OK);
@@ -817,7 +834,12 @@ async fn uploads_round_trip_through_s3_compatible_storage() {
     assert_eq!(served.bytes().await.unwrap().as_ref(), PNG);
     // The object really is in the bucket, not on local disk.
     let key = url.trim_start_matches("/uploads/");
-    let listing = reqwest::get(format!("{endpoint}/{bucket}")).await.unwrap().text().await.unwrap();
+    let listing = reqwest::get(format!("{endpoint}/{bucket}"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(listing.contains(key), "{listing}");
     assert!(!app.config.data_dir.join("uploads").join(key).exists());
 }
