@@ -185,6 +185,24 @@ macro_rules! announce {
     }};
 }
 
+/// Binds the community fields of an event, in column order, after the
+/// query's earlier parameters (insert and update share the order).
+macro_rules! bind_fields {
+    ($query:expr, $fields:expr) => {
+        $query
+            .bind(&$fields.title)
+            .bind(&$fields.description)
+            .bind(&$fields.location)
+            .bind($fields.start_time)
+            .bind($fields.end_time)
+            .bind(Json(&$fields.tags))
+            .bind($fields.max_attendees)
+            .bind(&$fields.attachment_url)
+            .bind($fields.coordinates.map(|c| c.latitude))
+            .bind($fields.coordinates.map(|c| c.longitude))
+    };
+}
+
 /// Stores a drop's items inside the caller's transaction, taking each
 /// item's currency from its product (which must exist).
 macro_rules! insert_items {
@@ -241,22 +259,12 @@ impl EventStore for SqlStore {
         let now = domain::clock::now();
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            sqlx::query(
+            let insert = sqlx::query(
                 "INSERT INTO events (id, title, description, location, start_time, end_time, tags, max_attendees, \
                  attachment_url, latitude, longitude, reservation_ttl_seconds, created_by, status, created_at, updated_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'scheduled', $14, $14)",
-            )
-            .bind(id)
-            .bind(&fields.title)
-            .bind(&fields.description)
-            .bind(&fields.location)
-            .bind(fields.start_time)
-            .bind(fields.end_time)
-            .bind(Json(&fields.tags))
-            .bind(fields.max_attendees)
-            .bind(&fields.attachment_url)
-            .bind(fields.coordinates.map(|c| c.latitude))
-            .bind(fields.coordinates.map(|c| c.longitude))
+            );
+            bind_fields!(insert.bind(id), fields)
             .bind(drop.as_ref().and_then(|d| d.reservation_ttl_seconds))
             .bind(created_by)
             .bind(now)
@@ -304,22 +312,12 @@ impl EventStore for SqlStore {
                     message: format!("must be at least the {attending} people already attending"),
                 });
             }
-            sqlx::query(
+            let update = sqlx::query(
                 "UPDATE events SET title = $2, description = $3, location = $4, start_time = $5, end_time = $6, \
                  tags = $7, max_attendees = $8, attachment_url = $9, latitude = $10, longitude = $11, updated_at = $12 \
                  WHERE id = $1",
-            )
-            .bind(id)
-            .bind(&fields.title)
-            .bind(&fields.description)
-            .bind(&fields.location)
-            .bind(fields.start_time)
-            .bind(fields.end_time)
-            .bind(Json(&fields.tags))
-            .bind(fields.max_attendees)
-            .bind(&fields.attachment_url)
-            .bind(fields.coordinates.map(|c| c.latitude))
-            .bind(fields.coordinates.map(|c| c.longitude))
+            );
+            bind_fields!(update.bind(id), fields)
             .bind(now)
             .execute(&mut *tx)
             .await?;
