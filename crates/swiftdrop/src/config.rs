@@ -143,12 +143,14 @@ impl Config {
             figment = figment.merge(Toml::file(file));
         }
         let figment = figment
-            .merge(Env::prefixed("SWIFTDROP_").ignore(&[
-                "CONFIG",
-                "TEST_DATABASE_URL",
-                "TEST_REDIS_URL",
-                "TEST_AMQP_URL",
-            ]))
+            .merge(
+                Env::prefixed("SWIFTDROP_")
+                    // The config file's path and the test suite's own settings are not settings.
+                    .filter(|key| {
+                        let key = key.as_str().to_ascii_lowercase();
+                        key != "config" && !key.starts_with("test_")
+                    }),
+            )
             .merge(Env::raw().only(&["DATABASE_URL", "REDIS_URL", "AMQP_URL"]));
         let config: Config = figment.extract().map_err(|err| anyhow::anyhow!(describe(err)))?;
         config.validate()?;
