@@ -1,13 +1,12 @@
 //! Many WebSocket listeners, a few changes: how fast sockets connect, how
 //! late each message arrives, how much memory an idle socket costs.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use clap::Args;
 use futures::StreamExt;
-use tokio::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message as Frame;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::crowd::Crowd;
 use crate::flash_sale::admin_password;
@@ -34,6 +33,29 @@ pub struct FanoutOptions {
     pub admin: String,
     #[arg(long, env = "SWIFTDROP_LOADTEST_ADMIN_PASSWORD")]
     pub admin_password: Option<String>,
+}
+
+/// The earliest and latest delivery of one change, in milliseconds.
+#[derive(Clone, Copy)]
+struct Wave {
+    first: f64,
+    last: f64,
+}
+
+impl Default for Wave {
+    fn default() -> Self {
+        Wave {
+            first: f64::MAX,
+            last: 0.0,
+        }
+    }
+}
+
+impl Wave {
+    fn add(&mut self, ms: f64) {
+        self.first = self.first.min(ms);
+        self.last = self.last.max(ms);
+    }
 }
 
 /// Raises this process's open-file limit to its hard limit.
@@ -108,14 +130,19 @@ pub async fn run(options: FanoutOptions) -> anyhow::Result<()> {
 
     let memory_before = server_gauge(&base, "swiftdrop_process_resident_bytes").await;
     let ws_base = base.replacen("http://", "ws://", 1);
-    let latencies = Arc::new(Mutex::new((Latencies::new(), 0u64)));
     let connected_at = Instant::now();
     let mut sockets = Vec::with_capacity(options.connections);
     let mut failed = 0usize;
     let connects = futures::stream::iter(0..options.connections)
         .map(|i| {
             let url = format!("{ws_base}/ws?token={}", tokens[i % tokens.len()]);
-            async move { tokio_tungstenite::connect_async(url).await }
+            async move {
+                // Small buffers: the generator holds as many sockets as the server.
+                let config = WebSocketConfig::default()
+                    .read_buffer_size(512)
+                    .write_buffer_size(0);
+                tokio_tungstenite::connect_async_with_config(url, Some(config), false).await
+            }
         })
         .buffer_unordered(256);
     futures::pin_mut!(connects);
@@ -144,31 +171,32 @@ pub async fn run(options: FanoutOptions) -> anyhow::Result<()> {
     let readers: Vec<_> = sockets
         .into_iter()
         .map(|mut socket| {
-            let latencies = latencies.clone();
             let changes = options.changes;
             tokio::spawn(async move {
-                let mut local = Latencies::new();
-                let mut received = 0u64;
-                while received < changes as u64 {
-                    let remaining = deadline.saturating_duration_since(Instant::now());
-                    let Ok(Some(Ok(frame))) = tokio::time::timeout(remaining, socket.next()).await else {
-                        break;
-                    };
-                    let arrived = now_ms();
-                    let Frame::Text(text) = frame else { continue };
-                    // Cheap on purpose: the reader shares the machine with the server.
-                    if !text.contains("\"event.created\"") {
-                        continue;
+                // Milliseconds per change, in arrival order; merged at the end
+                // so the readers share nothing while the waves run.
+                let mut arrivals = Vec::with_capacity(changes);
+                // One deadline for the whole run, not a timer per frame.
+                let _ = tokio::time::timeout_at(deadline.into(), async {
+                    while arrivals.len() < changes {
+                        let Some(Ok(frame)) = socket.next().await else {
+                            break;
+                        };
+                        let arrived = now_ms();
+                        let Frame::Text(text) = frame else { continue };
+                        // Cheap on purpose: the reader shares the machine with the server.
+                        if !text.contains("\"event.created\"") {
+                            continue;
+                        }
+                        if let Some(sent) = timestamp_of(&text).and_then(epoch_ms) {
+                            arrivals.push((arrived - sent).max(0.0));
+                        }
                     }
-                    if let Some(sent) = timestamp_of(&text).and_then(epoch_ms) {
-                        local.record(Duration::from_micros(((arrived - sent).max(0.0) * 1000.0) as u64));
-                    }
-                    received += 1;
-                }
-                let _ = socket.close(None).await;
-                let mut total = latencies.lock().await;
-                total.0.merge(&local);
-                total.1 += received;
+                })
+                .await;
+                // Closed after every reader is done, so closing handshakes
+                // do not compete with the last change's delivery.
+                (arrivals, socket)
             })
         })
         .collect();
@@ -186,13 +214,36 @@ pub async fn run(options: FanoutOptions) -> anyhow::Result<()> {
             .await?;
         tokio::time::sleep(Duration::from_millis(options.interval_ms)).await;
     }
-    futures::future::join_all(readers).await;
-    let (latencies, delivered) = &*latencies.lock().await;
+    let mut latencies = Latencies::new();
+    let mut waves = vec![Wave::default(); options.changes];
+    let mut delivered = 0u64;
+    let mut finished = Vec::with_capacity(readers.len());
+    for (arrivals, socket) in futures::future::join_all(readers).await.into_iter().flatten() {
+        finished.push(socket);
+        for (wave, ms) in waves.iter_mut().zip(&arrivals) {
+            wave.add(*ms);
+            latencies.record(Duration::from_micros((ms * 1000.0) as u64));
+        }
+        delivered += arrivals.len() as u64;
+    }
+    futures::future::join_all(finished.iter_mut().map(|socket| socket.close(None))).await;
     println!(
         "delivered       {delivered:>9} of {expected} ({:.2}%)",
-        *delivered as f64 * 100.0 / expected.max(1) as f64
+        delivered as f64 * 100.0 / expected.max(1) as f64
     );
     println!("latency         {}", latencies.summary());
+    let (mut first, mut last) = (Latencies::new(), Latencies::new());
+    for wave in &waves {
+        first.record(Duration::from_micros((wave.first * 1000.0) as u64));
+        last.record(Duration::from_micros((wave.last * 1000.0) as u64));
+    }
+    println!("first of a wave {}", first.summary());
+    if std::env::var_os("FANOUT_WAVES").is_some() {
+        for (i, wave) in waves.iter().enumerate() {
+            println!("wave {i:>3}: {:.1} .. {:.1} ms", wave.first, wave.last);
+        }
+    }
+    println!("last of a wave  {}", last.summary());
     match (memory_before, memory_after) {
         (Some(before), Some(after)) if held > 0.0 => println!(
             "server memory   {:.1} MiB before, {:.1} MiB with {held} sockets: {:.1} KiB per idle socket",
