@@ -102,7 +102,7 @@ pub fn router(state: AppState, settings: &HttpSettings, pages: Router<AppState>)
         .route("/ready", get(routes::service::ready))
         .route("/metrics", get(routes::service::metrics))
         .route("/uploads/{key}", get(routes::uploads::serve_upload))
-        .route("/ws", get(routes::notifications::socket));
+        .route("/ws", get(routes::socket::socket));
 
     let request_id = HeaderName::from_static("x-request-id");
     let layers = ServiceBuilder::new()

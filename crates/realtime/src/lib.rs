@@ -5,7 +5,9 @@
 pub mod amqp;
 pub mod bus;
 pub mod hub;
+pub mod outlet;
 
 pub use amqp::AmqpBus;
 pub use bus::{Bus, BusError, LocalBus, Message};
 pub use hub::{Hub, Subscription};
+pub use outlet::{Outlet, SocketIo, Stop};

@@ -8,7 +8,6 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use std::time::Duration;
 
 use domain::cursor::CursorCodec;
@@ -182,7 +181,7 @@ impl NotificationService {
         let mut messages = self.bus.subscribe();
         loop {
             match messages.recv().await {
-                Ok(message) => self.push(&message),
+                Ok(message) => self.push(&message).await,
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
                     tracing::warn!(missed, "push lagged behind the bus; clients resume from history");
                 }
@@ -194,7 +193,7 @@ impl NotificationService {
     /// Sends one message to the sockets it is for: notifications to their
     /// recipients, an order change to its buyer, stock and status to the
     /// sockets following the event.
-    pub fn push(&self, message: &Message) {
+    pub async fn push(&self, message: &Message) {
         let uuid_at = |key: &str| {
             message
                 .payload
@@ -206,14 +205,15 @@ impl NotificationService {
             Some("notification") => {}
             Some("order") => {
                 if let Some(user) = uuid_at("user_id") {
-                    self.hub.send_to(user, Bytes::from(message.payload.to_string()));
+                    self.hub.send_to(user, message.payload.to_string().as_bytes());
                 }
                 return;
             }
             Some("stock" | "event.status") => {
                 if let Some(event) = uuid_at("event_id") {
                     self.hub
-                        .send_topic(event, Bytes::from(message.payload.to_string()));
+                        .send_topic(event, message.payload.to_string().as_bytes())
+                        .await;
                 }
                 return;
             }
@@ -222,12 +222,12 @@ impl NotificationService {
         match recipients(&message.payload) {
             None => {
                 let text = personal_payload(message.id, &message.payload, None).to_string();
-                self.hub.broadcast(Bytes::from(text));
+                self.hub.broadcast(text.as_bytes()).await;
             }
             Some(users) => {
                 for user in users {
                     let text = personal_payload(message.id, &message.payload, Some(user)).to_string();
-                    self.hub.send_to(user, Bytes::from(text));
+                    self.hub.send_to(user, text.as_bytes());
                 }
             }
         }

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use api::{AppState, HttpSettings, Limits};
+use axum::serve::ListenerExt;
 use domain::cursor::CursorCodec;
 use gates::{LocalRateLimiter, Quota};
 use hmac_key::derive_key;
@@ -248,6 +249,12 @@ pub async fn serve(
     let router = api::router(app.state, &app.settings, web::pages());
     let addr = listener.local_addr()?;
     tracing::info!(%addr, backend = store.backend().as_str(), "SwiftDrop listening");
+    // No Nagle delay: a pushed frame or a response leaves at once.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!(%err, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),
@@ -295,6 +302,11 @@ fn spawn_background(app: &App, stop: &tokio_util::sync::CancellationToken) -> (T
     }
     if app.roles.notifier {
         tasks.push(tokio::spawn(app.state.notifications.clone().run_push()));
+        let hub = app.state.notifications.hub().clone();
+        tasks.push(tokio::spawn(hub.run_heartbeat(
+            api::routes::socket::HEARTBEAT,
+            api::routes::socket::IDLE_LIMIT,
+        )));
         if let Some(url) = &app.amqp_url {
             let notifications = app.state.notifications.clone();
             realtime::amqp::consume_shared(url, &app.amqp_prefix, "history", stop.clone(), move |message| {

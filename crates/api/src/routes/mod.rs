@@ -9,4 +9,5 @@ pub mod notifications;
 pub mod profile;
 pub mod sales;
 pub mod service;
+pub mod socket;
 pub mod uploads;

@@ -68,6 +68,45 @@ async fn close_code(socket: &mut Socket) -> CloseCode {
 }
 
 #[tokio::test]
+async fn a_plain_request_to_the_socket_gets_a_problem_not_an_upgrade() {
+    let app = TestApp::start().await;
+    let plain = app.get("/ws", None).await;
+    expect_problem(plain, StatusCode::BAD_REQUEST, "bad_websocket_handshake").await;
+    let old_version = app
+        .request(Method::GET, "/ws", None)
+        .header("connection", "Upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .header("sec-websocket-version", "8")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(old_version.headers()["sec-websocket-version"], "13");
+    expect_problem(old_version, StatusCode::BAD_REQUEST, "bad_websocket_handshake").await;
+}
+
+/// Pings from the client are answered, and the client's own pings in JSON too.
+#[tokio::test]
+async fn pings_are_answered_between_pushes() {
+    let app = TestApp::start().await;
+    let (_, token, _) = app.customer("pinger").await;
+    let mut socket = connect(&app, &token).await;
+    socket
+        .send(Frame::Ping(b"are you there".to_vec().into()))
+        .await
+        .unwrap();
+    let pong = tokio::time::timeout(StdDuration::from_secs(5), socket.next())
+        .await
+        .unwrap();
+    assert!(
+        matches!(pong, Some(Ok(Frame::Pong(ref data))) if &data[..] == b"are you there"),
+        "{pong:?}"
+    );
+    socket.send(Frame::text(r#"{"type":"ping"}"#)).await.unwrap();
+    assert_eq!(next_json(&mut socket).await["type"], "pong");
+}
+
+#[tokio::test]
 async fn a_bad_token_closes_with_4401() {
     let app = TestApp::start().await;
     let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws?token=forged", app.addr))
