@@ -7,6 +7,7 @@
 //!
 //! Heartbeats come from the hub too: one ticker for the process pings every
 //! socket and stops the silent ones, so an idle socket holds no timer.
+//! It takes the sockets a slice at a time across its period.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -21,6 +22,9 @@ use crate::outlet::{self, Outlet, Pushed};
 /// Below this many sockets a broadcast is written on the calling task;
 /// above it, it is split across the cores.
 const INLINE_BROADCAST: usize = 128;
+
+/// Heartbeat slices per period (see [`Hub::run_heartbeat`]).
+const HEARTBEAT_SLICES: u64 = 20;
 
 struct Client {
     id: u64,
@@ -216,16 +220,28 @@ impl Hub {
         }
     }
 
-    /// Every `period`, for as long as the process runs: stops the sockets
-    /// whose clients said nothing for `idle_limit`, and pings the others.
+    /// For as long as the process runs, each socket once per `period`:
+    /// stops it if its client said nothing for `idle_limit`, else pings it.
+    /// The sockets are taken a slice at a time, spread over the period, so
+    /// 10,000 pings (and their 10,000 pongs) never land in the same instant.
     pub async fn run_heartbeat(self: Arc<Self>, period: Duration, idle_limit: Duration) {
-        let mut every = tokio::time::interval(period);
+        let slices = HEARTBEAT_SLICES;
+        let mut every = tokio::time::interval(period / slices as u32);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         every.tick().await;
-        loop {
+        for tick in 1u64.. {
             every.tick().await;
+            let slice = tick % slices;
             let cutoff = tokio::time::Instant::now().checked_sub(idle_limit);
-            let mut outlets = self.all_outlets();
+            let mut outlets = Vec::new();
+            for clients in self.users.iter() {
+                outlets.extend(
+                    clients
+                        .iter()
+                        .filter(|c| c.id % slices == slice)
+                        .map(|c| c.outlet.clone()),
+                );
+            }
             if let Some(cutoff) = cutoff {
                 outlets.retain(|outlet| !outlet.stop_if_silent_since(cutoff));
             }
@@ -350,14 +366,21 @@ mod tests {
             hub.clone()
                 .run_heartbeat(Duration::from_secs(20), Duration::from_secs(30)),
         );
+        // Within one period every socket is pinged once.
         tokio::time::sleep(Duration::from_secs(21)).await;
         let mut ping = [0u8; 2];
         a.read_exact(&mut ping).await.unwrap();
         assert_eq!(ping, [0x89, 0]);
+        nothing_more(&mut a).await;
         talkative.heard();
         tokio::time::sleep(Duration::from_secs(20)).await;
         a.read_exact(&mut ping).await.unwrap();
         assert_eq!(silent.stopped().await, Stop::Idle);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(1), talkative.stopped())
+                .await
+                .is_err()
+        );
         ticker.abort();
     }
 }
