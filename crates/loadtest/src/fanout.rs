@@ -16,7 +16,7 @@ use crate::flash_sale::admin_password;
 use crate::setup;
 use crate::stats::Latencies;
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct FanoutOptions {
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub base_url: String,
@@ -176,7 +176,15 @@ fn now_ms() -> f64 {
         / 1000.0
 }
 
-pub async fn run(options: FanoutOptions) -> anyhow::Result<()> {
+/// What a run delivered (the rest of its findings are printed).
+#[derive(Debug)]
+pub struct FanoutReport {
+    pub sockets: usize,
+    pub expected: u64,
+    pub delivered: u64,
+}
+
+pub async fn run(options: FanoutOptions) -> anyhow::Result<FanoutReport> {
     let base = options.base_url.trim_end_matches('/').to_owned();
     let files = raise_file_limit();
     let crowd = Crowd::new(options.users + 1)?;
@@ -243,7 +251,8 @@ pub async fn run(options: FanoutOptions) -> anyhow::Result<()> {
         .await
         .unwrap_or(0.0);
 
-    let expected = sockets.len() as u64 * options.changes as u64;
+    let sockets_held = sockets.len();
+    let expected = sockets_held as u64 * options.changes as u64;
     let deadline = Instant::now()
         + Duration::from_millis(options.interval_ms * options.changes as u64)
         + Duration::from_secs(10);
@@ -345,5 +354,43 @@ pub async fn run(options: FanoutOptions) -> anyhow::Result<()> {
         ),
         _ => println!("server memory   not reported (the server's /metrics gives it on Linux)"),
     }
-    Ok(())
+    Ok(FanoutReport {
+        sockets: sockets_held,
+        expected,
+        delivered,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(reader: &mut FrameReader) -> Vec<String> {
+        let mut seen = Vec::new();
+        while let Some(frame) = reader.next_frame() {
+            seen.push(match frame {
+                ServerFrame::Text(text) => String::from_utf8_lossy(text).into_owned(),
+                ServerFrame::Ping => "ping".to_owned(),
+                ServerFrame::Other => "other".to_owned(),
+            });
+        }
+        reader.consume();
+        seen
+    }
+
+    #[test]
+    fn frames_split_across_reads_come_out_whole() {
+        let long = "x".repeat(300);
+        let mut wire = vec![0x81, 2, b'h', b'i', 0x89, 0];
+        wire.extend([0x81, 126, 0x01, 0x2C]);
+        wire.extend(long.as_bytes());
+        wire.extend([0x88, 0]);
+        let mut reader = FrameReader::default();
+        let (first, rest) = wire.split_at(10);
+        reader.buffer.extend_from_slice(first);
+        assert_eq!(frames(&mut reader), ["hi", "ping"]);
+        reader.buffer.extend_from_slice(rest);
+        assert_eq!(frames(&mut reader), [long.as_str(), "other"]);
+        assert!(reader.buffer.is_empty());
+    }
 }

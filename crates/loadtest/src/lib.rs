@@ -34,6 +34,6 @@ pub async fn run(scenario: Scenario) -> anyhow::Result<()> {
         Scenario::Auth(options) => auth::run(options).await,
         Scenario::FlashSale(options) => flash_sale::run(options).await,
         Scenario::EventPage(options) => event_page::run(options).await,
-        Scenario::Fanout(options) => fanout::run(options).await,
+        Scenario::Fanout(options) => fanout::run(options).await.map(drop),
     }
 }

@@ -625,3 +625,24 @@ async fn a_broker_outage_loses_nothing_and_stores_nothing_twice() {
     }
     assert_eq!(replayed, ["During 1", "During 2", "During 3"]);
 }
+
+/// The fan-out benchmark runs end to end against a real server: every
+/// socket it opens gets every change it makes.
+#[tokio::test]
+async fn the_fanout_benchmark_delivers_every_change_to_every_socket() {
+    let app = TestApp::start().await;
+    app.admin("fanout_admin").await;
+    let options = loadtest::fanout::FanoutOptions {
+        base_url: format!("http://{}", app.addr),
+        connections: 60,
+        changes: 3,
+        interval_ms: 50,
+        users: 3,
+        admin: "fanout_admin@example.com".into(),
+        admin_password: Some(crate::harness::PASSWORD.into()),
+    };
+    let report = loadtest::fanout::run(options).await.expect("the benchmark runs");
+    assert_eq!(report.sockets, 60);
+    assert_eq!(report.expected, 180);
+    assert_eq!(report.delivered, report.expected);
+}
