@@ -155,6 +155,20 @@ async fn server_gauge(base: &str, name: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// Histogram bounds of `swiftdrop_push_seconds` the report shows.
+const PUSH_BOUNDS: [&str; 4] = ["0.025", "0.05", "0.1", "0.25"];
+
+/// How many notifications the server had finished pushing within each of
+/// [`PUSH_BOUNDS`] (cumulative counts from its /metrics).
+async fn push_buckets(base: &str) -> Vec<Option<f64>> {
+    let mut counts = Vec::with_capacity(PUSH_BOUNDS.len());
+    for bound in PUSH_BOUNDS {
+        let series = format!("swiftdrop_push_seconds_bucket{{type=\"notification\",le=\"{bound}\"}}");
+        counts.push(server_gauge(base, &series).await);
+    }
+    counts
+}
+
 /// Milliseconds since the epoch of an RFC 3339 time.
 fn epoch_ms(timestamp: &str) -> Option<f64> {
     let parsed = chrono::DateTime::parse_from_rfc3339(timestamp).ok()?;
@@ -247,6 +261,7 @@ pub async fn run(options: FanoutOptions) -> anyhow::Result<FanoutReport> {
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
     let memory_after = server_gauge(&base, "swiftdrop_process_resident_bytes").await;
+    let pushes_before = push_buckets(&base).await;
     let held = server_gauge(&base, "swiftdrop_websocket_sockets")
         .await
         .unwrap_or(0.0);
@@ -333,6 +348,20 @@ pub async fn run(options: FanoutOptions) -> anyhow::Result<FanoutReport> {
         delivered as f64 * 100.0 / expected.max(1) as f64
     );
     println!("latency         {}", latencies.summary());
+    let pushes_after = push_buckets(&base).await;
+    let within: Vec<String> = PUSH_BOUNDS
+        .iter()
+        .zip(pushes_before.iter().zip(&pushes_after))
+        .filter_map(|(bound, (before, after))| {
+            Some(format!("{bound} s: {}", after.as_ref()? - before.as_ref()?))
+        })
+        .collect();
+    if !within.is_empty() {
+        println!(
+            "server side     changes written to all its sockets within {} (swiftdrop_push_seconds)",
+            within.join(", ")
+        );
+    }
     let (mut first, mut last) = (Latencies::new(), Latencies::new());
     for wave in &waves {
         first.record(Duration::from_micros((wave.first * 1000.0) as u64));

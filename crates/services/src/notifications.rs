@@ -50,6 +50,13 @@ fn recipients(payload: &Value) -> Option<Vec<Uuid>> {
         .and_then(|r| serde_json::from_value(r.clone()).ok())
 }
 
+/// When a message was written to the outbox: its id is a UUIDv7, which
+/// carries its birth time (to the millisecond).
+fn written_at(message_id: Uuid) -> Option<chrono::DateTime<chrono::Utc>> {
+    let (secs, nanos) = message_id.get_timestamp()?.to_unix();
+    chrono::DateTime::from_timestamp(secs as i64, nanos)
+}
+
 /// The payload one recipient is pushed and stores: the message with its
 /// own notification id, without the recipient list.
 fn personal_payload(message_id: Uuid, payload: &Value, recipient: Option<Uuid>) -> Value {
@@ -90,13 +97,7 @@ impl NotificationService {
     /// The notifications to store for one message. Their time is the
     /// message id's (a UUIDv7), so every process stores the same rows.
     fn history_of(message_id: Uuid, payload: &Value) -> Vec<NewNotification> {
-        let created_at = message_id
-            .get_timestamp()
-            .and_then(|ts| {
-                let (secs, nanos) = ts.to_unix();
-                chrono::DateTime::from_timestamp(secs as i64, nanos)
-            })
-            .unwrap_or_else(domain::clock::now);
+        let created_at = written_at(message_id).unwrap_or_else(domain::clock::now);
         let Some(kind) = payload.get("notification_type").and_then(Value::as_str) else {
             return Vec::new();
         };
@@ -194,6 +195,22 @@ impl NotificationService {
     /// recipients, an order change to its buyer, stock and status to the
     /// sockets following the event.
     pub async fn push(&self, message: &Message) {
+        let kind = match message.payload.get("type").and_then(Value::as_str) {
+            Some("notification") => "notification",
+            Some("order") => "order",
+            Some("stock") => "stock",
+            Some("event.status") => "event.status",
+            _ => return,
+        };
+        self.route(message).await;
+        // From the outbox write to the last of this process's sockets.
+        if let Some(written) = written_at(message.id) {
+            let age = (domain::clock::now() - written).num_microseconds().unwrap_or(0);
+            metrics::histogram!("swiftdrop_push_seconds", "type" => kind).record(age.max(0) as f64 / 1e6);
+        }
+    }
+
+    async fn route(&self, message: &Message) {
         let uuid_at = |key: &str| {
             message
                 .payload
