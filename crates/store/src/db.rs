@@ -1,7 +1,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
@@ -158,6 +158,42 @@ impl Store for SqlStore {
     async fn try_lead(&self, key: i32) -> Result<Option<Leadership>> {
         SqlStore::try_lead(self, key).await
     }
+
+    async fn follow_outbox(&self, wake: &(dyn Fn() + Send + Sync)) {
+        let Pool::Postgres(pool) = &self.pool else { return };
+        loop {
+            match listen(pool, OUTBOX_CHANNEL).await {
+                Ok((mut listener, schema)) => {
+                    // Whatever was committed while nobody listened.
+                    wake();
+                    // `recv` reconnects by itself; an error means it could not.
+                    while let Ok(notification) = listener.recv().await {
+                        if notification.payload() == schema {
+                            wake();
+                        }
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(%err, "cannot listen for outbox writes; the relay polls meanwhile")
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+}
+
+/// The channel the outbox trigger notifies (migration 0006).
+const OUTBOX_CHANNEL: &str = "swiftdrop_outbox";
+
+/// Listens on `channel`; also returns this deployment's schema, which the
+/// notifications of its own writes carry.
+async fn listen(pool: &PgPool, channel: &str) -> Result<(PgListener, String)> {
+    let schema: String = sqlx::query_scalar("SELECT current_schema()")
+        .fetch_one(pool)
+        .await?;
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(channel).await?;
+    Ok((listener, schema))
 }
 
 /// Proof that this process is the one active worker. On PostgreSQL it is a

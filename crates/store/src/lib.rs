@@ -38,6 +38,11 @@ pub trait Store:
     async fn close(&self);
     /// Takes the worker lock `key` if no other process holds it.
     async fn try_lead(&self, key: i32) -> Result<Option<Leadership>>;
+    /// Calls `wake` whenever any process commits outbox messages, for as
+    /// long as the future runs (PostgreSQL `LISTEN`). On SQLite, one
+    /// process's file, it returns at once: its writers wake the relay
+    /// themselves.
+    async fn follow_outbox(&self, wake: &(dyn Fn() + Send + Sync));
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -297,6 +297,11 @@ fn spawn_background(app: &App, stop: &tokio_util::sync::CancellationToken) -> (T
     let mut tasks = vec![follow, sweep];
     let mut stoppable = Vec::new();
     if app.roles.worker {
+        // Writes of other processes (api) wake this process's relay at once.
+        let (store, notifications) = (app.state.store.clone(), app.state.notifications.clone());
+        tasks.push(tokio::spawn(async move {
+            store.follow_outbox(&|| notifications.outbox_written()).await;
+        }));
         let work = lead_and_work(app.state.clone(), app.schedule_changed.clone(), stop.clone());
         stoppable.push(tokio::spawn(work));
     }

@@ -646,3 +646,77 @@ async fn the_fanout_benchmark_delivers_every_change_to_every_socket() {
     assert_eq!(report.expected, 180);
     assert_eq!(report.delivered, report.expected);
 }
+
+/// On PostgreSQL a worker in another process hears of outbox writes at once
+/// (LISTEN/NOTIFY), and only of its own schema's; SQLite has one process.
+#[tokio::test]
+async fn another_process_hears_of_outbox_writes_on_postgres() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use store::Store;
+
+    if crate::harness::postgres_url().is_none() {
+        return;
+    }
+    let app = TestApp::start().await;
+    let (_, admin) = app.admin("listener_admin").await;
+    let store = swiftdrop::open_store(&app.config).await.expect("store opens");
+    let woken = Arc::new(AtomicUsize::new(0));
+    let follower = {
+        let woken = woken.clone();
+        tokio::spawn(async move {
+            store
+                .follow_outbox(&|| {
+                    woken.fetch_add(1, Ordering::SeqCst);
+                })
+                .await;
+        })
+    };
+    let wait_for = |count: usize| {
+        let woken = woken.clone();
+        async move {
+            tokio::time::timeout(StdDuration::from_secs(5), async {
+                while woken.load(Ordering::SeqCst) < count {
+                    tokio::time::sleep(StdDuration::from_millis(10)).await;
+                }
+            })
+            .await
+            .is_ok()
+        }
+    };
+    // Listening (it wakes once on start, for what it may have missed).
+    assert!(wait_for(1).await, "the follower never started");
+    // Another deployment's schema on the same database: not ours to hear.
+    let other = TestApp::start().await;
+    let (_, other_admin) = other.admin("other_admin").await;
+    expect_json(
+        other
+            .post(
+                "/api/v1/events",
+                Some(&other_admin),
+                event_body("Elsewhere", Duration::hours(2), Duration::hours(1)),
+            )
+            .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    silent_follower(&woken, 1).await;
+    expect_json(
+        app.post(
+            "/api/v1/events",
+            Some(&admin),
+            event_body("Heard", Duration::hours(2), Duration::hours(1)),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    assert!(wait_for(2).await, "the outbox write was not announced");
+    follower.abort();
+}
+
+/// Asserts the counter stays at `count` for a moment.
+async fn silent_follower(woken: &std::sync::atomic::AtomicUsize, count: usize) {
+    tokio::time::sleep(StdDuration::from_millis(300)).await;
+    assert_eq!(woken.load(std::sync::atomic::Ordering::SeqCst), count);
+}
