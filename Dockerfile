@@ -1,6 +1,6 @@
 # One image for every role: `serve` (the default, everything in one process)
 # or `api`, `notifier`, `worker` for a split deployment (see compose.yaml).
-FROM rust:1.95-slim-bookworm AS build
+FROM rust:1.95-slim-trixie AS build
 # aws-lc (TLS for S3 and the broker) builds with cmake where no prebuilt
 # bindings fit the target.
 RUN apt-get update \
@@ -13,7 +13,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     cargo build --release --locked --bin swiftdrop \
     && cp target/release/swiftdrop /usr/local/bin/swiftdrop
 
-FROM debian:bookworm-slim
+FROM debian:trixie-slim
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates curl \
     && rm -rf /var/lib/apt/lists/* \
