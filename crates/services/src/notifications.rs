@@ -28,6 +28,8 @@ use crate::{Error, Result};
 const RELAY_BATCH: i64 = 500;
 /// How often the relay looks for messages written by other processes.
 const RELAY_POLL: Duration = Duration::from_millis(100);
+/// Most bus messages the push loop takes at once.
+const PUSH_BATCH: usize = 1024;
 /// Most notifications one resume replays.
 pub const RESUME_LIMIT: i64 = 1000;
 
@@ -55,6 +57,37 @@ fn recipients(payload: &Value) -> Option<Vec<Uuid>> {
 fn written_at(message_id: Uuid) -> Option<chrono::DateTime<chrono::Utc>> {
     let (secs, nanos) = message_id.get_timestamp()?.to_unix();
     chrono::DateTime::from_timestamp(secs as i64, nanos)
+}
+
+/// Drops live data that a later message in the same batch supersedes: a
+/// page needs the current stock of an item and the current status of an
+/// event, not every step on the way. During a sale, stock changes far
+/// faster than a push to thousands of open pages can be written; without
+/// this, pages would show stock from ever further in the past. Everything
+/// else (notifications, a buyer's own orders) is kept, in order.
+fn latest_live_data(batch: Vec<Message>) -> Vec<Message> {
+    let key = |message: &Message| -> Option<(String, String, String)> {
+        let field = |name: &str| {
+            message
+                .payload
+                .get(name)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        match message.payload.get("type").and_then(Value::as_str)? {
+            "stock" => Some(("stock".into(), field("event_id")?, field("item_id")?)),
+            "event.status" => Some(("event.status".into(), field("event_id")?, String::new())),
+            _ => None,
+        }
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut kept: Vec<Message> = batch
+        .into_iter()
+        .rev()
+        .filter(|message| key(message).is_none_or(|k| seen.insert(k)))
+        .collect();
+    kept.reverse();
+    kept
 }
 
 /// The payload one recipient is pushed and stores: the message with its
@@ -179,14 +212,30 @@ impl NotificationService {
 
     /// Pushes bus messages to this process's sockets until the bus closes.
     pub async fn run_push(self: Arc<Self>) {
+        use tokio::sync::broadcast::error::{RecvError, TryRecvError};
         let mut messages = self.bus.subscribe();
         loop {
-            match messages.recv().await {
-                Ok(message) => self.push(&message).await,
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+            let first = match messages.recv().await {
+                Ok(message) => message,
+                Err(RecvError::Lagged(missed)) => {
                     tracing::warn!(missed, "push lagged behind the bus; clients resume from history");
+                    continue;
                 }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                Err(RecvError::Closed) => return,
+            };
+            // Whatever else arrived while the last push was being written.
+            let mut batch = vec![first];
+            while batch.len() < PUSH_BATCH {
+                match messages.try_recv() {
+                    Ok(message) => batch.push(message),
+                    Err(TryRecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "push lagged behind the bus; clients resume from history");
+                    }
+                    Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+                }
+            }
+            for message in latest_live_data(batch) {
+                self.push(&message).await;
             }
         }
     }
@@ -297,5 +346,58 @@ impl NotificationService {
 
     pub async fn mark_all_read(&self, principal: &Principal) -> Result<()> {
         Ok(self.store.mark_all_read(principal.user_id).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn message(payload: Value) -> Message {
+        Message {
+            id: Uuid::now_v7(),
+            topic: "t".into(),
+            payload,
+        }
+    }
+
+    #[test]
+    fn only_the_latest_stock_and_status_of_a_batch_are_pushed() {
+        let (event, item, other_item) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let stock = |item: Uuid, left: i64| {
+            message(json!({"type": "stock", "event_id": event, "item_id": item, "stock_remaining": left}))
+        };
+        let batch = vec![
+            stock(item, 9),
+            message(json!({"type": "notification", "notification_type": "event.created"})),
+            stock(other_item, 5),
+            message(json!({"type": "event.status", "event_id": event, "status": "live"})),
+            stock(item, 8),
+            message(json!({"type": "order", "user_id": Uuid::now_v7(), "status": "confirmed"})),
+            stock(item, 7),
+            message(json!({"type": "event.status", "event_id": event, "status": "sold_out"})),
+        ];
+        let kept: Vec<String> = latest_live_data(batch)
+            .iter()
+            .map(|m| {
+                let p = &m.payload;
+                format!(
+                    "{} {}",
+                    p["type"].as_str().unwrap(),
+                    p.get("stock_remaining").or(p.get("status")).unwrap_or(&json!(""))
+                )
+            })
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                "notification \"\"",
+                "stock 5",
+                "order \"confirmed\"",
+                "stock 7",
+                "event.status \"sold_out\""
+            ]
+        );
     }
 }
