@@ -1,18 +1,14 @@
 //! Many WebSocket listeners, a few changes: how fast sockets connect, how
 //! late each message arrives, how much memory an idle socket costs.
 
-use std::time::{Duration, Instant, SystemTime};
-
-use tokio::net::TcpStream;
+use std::time::{Duration, Instant};
 
 use clap::Args;
 use futures::StreamExt;
-use tokio_tungstenite::MaybeTlsStream;
-use tokio_tungstenite::tungstenite::Message as Frame;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::crowd::Crowd;
 use crate::flash_sale::admin_password;
+use crate::frames::{self, FrameReader, ServerFrame};
 use crate::setup;
 use crate::stats::Latencies;
 
@@ -58,70 +54,6 @@ impl Wave {
     fn add(&mut self, ms: f64) {
         self.first = self.first.min(ms);
         self.last = self.last.max(ms);
-    }
-}
-
-/// A frame from the server, as the reader needs it.
-enum ServerFrame<'a> {
-    Text(&'a [u8]),
-    Ping,
-    Other,
-}
-
-/// Reads the server's frames off the raw socket with as little work as
-/// possible (no per-socket codec, no waker juggling): the generator shares
-/// the cores with the server it measures, so every cycle it spends shows up
-/// as delivery latency. Server frames are unmasked, which keeps this short.
-#[derive(Default)]
-struct FrameReader {
-    buffer: Vec<u8>,
-    /// Where the next unparsed frame starts.
-    at: usize,
-}
-
-impl FrameReader {
-    /// Waits for bytes and reads them; returns when they arrived (ms).
-    async fn fill(&mut self, stream: &TcpStream) -> std::io::Result<f64> {
-        loop {
-            stream.readable().await?;
-            self.buffer.reserve(1024);
-            match stream.try_read_buf(&mut self.buffer) {
-                Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
-                Ok(_) => return Ok(now_ms()),
-                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => continue,
-                Err(err) => return Err(err),
-            }
-        }
-    }
-
-    /// The next complete frame in the buffer, if there is one.
-    fn next_frame(&mut self) -> Option<ServerFrame<'_>> {
-        let bytes = &self.buffer[self.at..];
-        let (&first, &second) = (bytes.first()?, bytes.get(1)?);
-        let (length, header) = match second & 0x7F {
-            126 => (
-                usize::from(u16::from_be_bytes(bytes.get(2..4)?.try_into().ok()?)),
-                4,
-            ),
-            127 => (
-                usize::try_from(u64::from_be_bytes(bytes.get(2..10)?.try_into().ok()?)).ok()?,
-                10,
-            ),
-            short => (usize::from(short), 2),
-        };
-        let payload = bytes.get(header..header + length)?;
-        self.at += header + length;
-        Some(match first & 0x0F {
-            0x1 => ServerFrame::Text(payload),
-            0x9 => ServerFrame::Ping,
-            _ => ServerFrame::Other,
-        })
-    }
-
-    /// Drops the frames already parsed.
-    fn consume(&mut self) {
-        self.buffer.drain(..self.at);
-        self.at = 0;
     }
 }
 
@@ -182,14 +114,6 @@ fn timestamp_of(text: &str) -> Option<&str> {
     Some(&text[start..end])
 }
 
-fn now_ms() -> f64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_micros() as f64
-        / 1000.0
-}
-
 /// What a run delivered (the rest of its findings are printed).
 #[derive(Debug)]
 pub struct FanoutReport {
@@ -225,25 +149,7 @@ pub async fn run(options: FanoutOptions) -> anyhow::Result<FanoutReport> {
     let connects = futures::stream::iter(0..options.connections)
         .map(|i| {
             let url = format!("{ws_base}/ws?token={}", tokens[i % tokens.len()]);
-            async move {
-                // Small buffers: the generator holds as many sockets as the server.
-                let config = WebSocketConfig::default()
-                    .read_buffer_size(512)
-                    .write_buffer_size(0);
-                let (mut socket, _) =
-                    tokio_tungstenite::connect_async_with_config(url, Some(config), false).await?;
-                // The greeting comes through the library; after it the server
-                // sends nothing until the first change, so the raw stream
-                // starts at a frame boundary.
-                match socket.next().await {
-                    Some(Ok(Frame::Text(text))) if text.contains("\"ready\"") => {}
-                    _ => anyhow::bail!("no greeting"),
-                }
-                match socket.into_inner() {
-                    MaybeTlsStream::Plain(stream) => anyhow::Ok(stream),
-                    _ => anyhow::bail!("plain ws:// only"),
-                }
-            }
+            async move { frames::open(&url, None).await }
         })
         .buffer_unordered(256);
     futures::pin_mut!(connects);
@@ -281,12 +187,12 @@ pub async fn run(options: FanoutOptions) -> anyhow::Result<FanoutReport> {
                 let mut arrivals = Vec::with_capacity(changes);
                 // One deadline for the whole run, not a timer per frame.
                 let _ = tokio::time::timeout_at(deadline.into(), async {
-                    let mut frames = FrameReader::default();
+                    let mut reader = FrameReader::default();
                     while arrivals.len() < changes {
-                        let Ok(arrived) = frames.fill(&socket).await else {
+                        let Ok(arrived) = reader.fill(&socket).await else {
                             break;
                         };
-                        while let Some(frame) = frames.next_frame() {
+                        while let Some(frame) = reader.next_frame() {
                             match frame {
                                 ServerFrame::Text(text) => {
                                     // Cheap on purpose: the reader shares the machine with the server.
@@ -301,12 +207,12 @@ pub async fn run(options: FanoutOptions) -> anyhow::Result<FanoutReport> {
                                 // An empty pong (masked, as from any client) keeps the server
                                 // from taking this socket for idle.
                                 ServerFrame::Ping => {
-                                    let _ = socket.try_write(&[0x8A, 0x80, 0, 0, 0, 0]);
+                                    frames::pong(&socket);
                                 }
                                 ServerFrame::Other => {}
                             }
                         }
-                        frames.consume();
+                        reader.consume();
                     }
                 })
                 .await;
@@ -388,38 +294,4 @@ pub async fn run(options: FanoutOptions) -> anyhow::Result<FanoutReport> {
         expected,
         delivered,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn frames(reader: &mut FrameReader) -> Vec<String> {
-        let mut seen = Vec::new();
-        while let Some(frame) = reader.next_frame() {
-            seen.push(match frame {
-                ServerFrame::Text(text) => String::from_utf8_lossy(text).into_owned(),
-                ServerFrame::Ping => "ping".to_owned(),
-                ServerFrame::Other => "other".to_owned(),
-            });
-        }
-        reader.consume();
-        seen
-    }
-
-    #[test]
-    fn frames_split_across_reads_come_out_whole() {
-        let long = "x".repeat(300);
-        let mut wire = vec![0x81, 2, b'h', b'i', 0x89, 0];
-        wire.extend([0x81, 126, 0x01, 0x2C]);
-        wire.extend(long.as_bytes());
-        wire.extend([0x88, 0]);
-        let mut reader = FrameReader::default();
-        let (first, rest) = wire.split_at(10);
-        reader.buffer.extend_from_slice(first);
-        assert_eq!(frames(&mut reader), ["hi", "ping"]);
-        reader.buffer.extend_from_slice(rest);
-        assert_eq!(frames(&mut reader), [long.as_str(), "other"]);
-        assert!(reader.buffer.is_empty());
-    }
 }

@@ -7,9 +7,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
+use futures::StreamExt;
 use tokio::sync::Mutex;
 
 use crate::crowd::Crowd;
+use crate::frames::{self, FrameReader, ServerFrame};
 use crate::setup;
 use crate::stats::Latencies;
 use crate::wire::{AddressPool, Connection};
@@ -37,6 +39,9 @@ pub struct FlashSaleOptions {
     /// within the purchase limit's burst of 10).
     #[arg(long, default_value_t = 8)]
     pub requests_per_address: usize,
+    /// Open event pages following the item's live stock over WebSocket.
+    #[arg(long, default_value_t = 0)]
+    pub watchers: usize,
     #[arg(long, default_value = "admin@swiftdrop.local")]
     pub admin: String,
     /// The admin's password (default: the demo's, from ./data).
@@ -75,6 +80,97 @@ pub fn server_addr(base: &str) -> anyhow::Result<SocketAddr> {
         .with_context(|| format!("{base}: give the base URL as http://IP:PORT"))
 }
 
+/// What one open page saw of the item's stock.
+struct PageView {
+    stock_messages: u64,
+    /// When the page learnt the item was sold out.
+    saw_zero: Option<Instant>,
+}
+
+/// Opens `count` event pages that follow the drop's live data, each reading
+/// until the item shows sold out (or the sale is long over).
+async fn watch(
+    base: &str,
+    tokens: &[String],
+    count: usize,
+    event_id: &str,
+    item_id: &str,
+    seconds: u64,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<PageView>>> {
+    let ws_base = base.replacen("http://", "ws://", 1);
+    let subscribe = serde_json::json!({"type": "subscribe", "event_id": event_id}).to_string();
+    let opened: Vec<_> = futures::stream::iter(0..count)
+        .map(|i| {
+            let url = format!("{ws_base}/ws?token={}", tokens[i % tokens.len()]);
+            let subscribe = subscribe.clone();
+            async move { frames::open(&url, Some(subscribe)).await }
+        })
+        .buffer_unordered(256)
+        .collect()
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(seconds + 10);
+    let item = item_id.to_owned();
+    let mut pages = Vec::with_capacity(count);
+    for socket in opened {
+        let socket = socket?;
+        let item = item.clone();
+        pages.push(tokio::spawn(async move {
+            let mut view = PageView {
+                stock_messages: 0,
+                saw_zero: None,
+            };
+            let mut reader = FrameReader::default();
+            let _ = tokio::time::timeout_at(deadline.into(), async {
+                while view.saw_zero.is_none() {
+                    if reader.fill(&socket).await.is_err() {
+                        break;
+                    }
+                    let arrived = Instant::now();
+                    while let Some(frame) = reader.next_frame() {
+                        match frame {
+                            ServerFrame::Text(text) => {
+                                let text = String::from_utf8_lossy(text);
+                                if text.contains("\"stock\"") && text.contains(&item) {
+                                    view.stock_messages += 1;
+                                    if text.contains("\"stock_remaining\":0") {
+                                        view.saw_zero = Some(arrived);
+                                    }
+                                }
+                            }
+                            ServerFrame::Ping => frames::pong(&socket),
+                            ServerFrame::Other => {}
+                        }
+                    }
+                    reader.consume();
+                }
+            })
+            .await;
+            view
+        }));
+    }
+    println!("watchers: {count} open pages follow the item's stock");
+    Ok(pages)
+}
+
+/// How late the open pages learnt of the sell-out, after the last sale.
+fn report_watchers(pages: Vec<Result<PageView, tokio::task::JoinError>>, last_sale: Option<Instant>) {
+    let pages: Vec<PageView> = pages.into_iter().flatten().collect();
+    let mut lag = Latencies::new();
+    for seen in pages.iter().filter_map(|p| p.saw_zero) {
+        if let Some(last_sale) = last_sale {
+            lag.record(seen.saturating_duration_since(last_sale));
+        }
+    }
+    let messages: u64 = pages.iter().map(|p| p.stock_messages).sum();
+    println!(
+        "watchers        {} of {} pages saw the sell-out; {:.1} stock messages per page",
+        lag.count(),
+        pages.len(),
+        messages as f64 / pages.len().max(1) as f64
+    );
+    println!("sell-out seen   {} after the last sale's answer", lag.summary());
+}
+
 pub async fn run(options: FlashSaleOptions) -> anyhow::Result<()> {
     let base = options.base_url.trim_end_matches('/').to_owned();
     let server = server_addr(&base)?;
@@ -100,6 +196,16 @@ pub async fn run(options: FlashSaleOptions) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
     let (event_id, item_id) = setup::live_drop(&crowd, &base, &admin, options.stock).await?;
+
+    let watchers = watch(
+        &base,
+        &tokens,
+        options.watchers,
+        &event_id,
+        &item_id,
+        options.seconds,
+    )
+    .await?;
 
     let pool = AddressPool::new(options.addresses);
     let tally = Arc::new(Mutex::new(Tally::default()));
@@ -188,6 +294,9 @@ pub async fn run(options: FlashSaleOptions) -> anyhow::Result<()> {
         tally.other_409, tally.limited, tally.server_errors, tally.other, tally.transport_errors
     );
     println!("latency         {}", tally.latencies.summary());
+    if !watchers.is_empty() {
+        report_watchers(futures::future::join_all(watchers).await, tally.last_reservation);
+    }
     println!(
         "invariant       sold {sold} of {total}; stock + held == total: {}; oversold: {}; reservations answered 201: {}",
         if balanced { "yes" } else { "NO" },

@@ -10,6 +10,7 @@ mod crowd;
 pub mod event_page;
 pub mod fanout;
 pub mod flash_sale;
+pub mod frames;
 mod setup;
 mod stats;
 mod wire;

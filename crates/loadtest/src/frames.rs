@@ -1,0 +1,145 @@
+//! The client side of the notification socket, as lean as a load generator
+//! needs it: the generator shares the cores with the server it measures.
+
+use std::time::SystemTime;
+
+use futures::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::MaybeTlsStream;
+use tokio_tungstenite::tungstenite::Message as Frame;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+/// Opens `/ws` at `url` (token in the query), waits for the greeting, sends
+/// `first` if given, and hands back the raw TCP stream for [`FrameReader`].
+pub async fn open(url: &str, first: Option<String>) -> anyhow::Result<TcpStream> {
+    // Small buffers: the generator holds as many sockets as the server.
+    let config = WebSocketConfig::default()
+        .read_buffer_size(512)
+        .write_buffer_size(0);
+    let (mut socket, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), false).await?;
+    // The greeting comes through the library; after it the server sends
+    // nothing until something changes, so the raw stream starts at a frame
+    // boundary.
+    match socket.next().await {
+        Some(Ok(Frame::Text(text))) if text.contains("\"ready\"") => {}
+        _ => anyhow::bail!("no greeting"),
+    }
+    if let Some(first) = first {
+        socket.send(Frame::text(first)).await?;
+    }
+    match socket.into_inner() {
+        MaybeTlsStream::Plain(stream) => Ok(stream),
+        _ => anyhow::bail!("plain ws:// only"),
+    }
+}
+
+/// Answers a ping: an empty pong, masked as every client frame must be.
+pub fn pong(stream: &TcpStream) {
+    let _ = stream.try_write(&[0x8A, 0x80, 0, 0, 0, 0]);
+}
+
+pub fn now_ms() -> f64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_micros() as f64
+        / 1000.0
+}
+
+/// A frame from the server, as the reader needs it.
+pub enum ServerFrame<'a> {
+    Text(&'a [u8]),
+    Ping,
+    Other,
+}
+
+/// Reads the server's frames off the raw socket with as little work as
+/// possible (no per-socket codec, no waker juggling): the generator shares
+/// the cores with the server it measures, so every cycle it spends shows up
+/// as delivery latency. Server frames are unmasked, which keeps this short.
+#[derive(Default)]
+pub struct FrameReader {
+    buffer: Vec<u8>,
+    /// Where the next unparsed frame starts.
+    at: usize,
+}
+
+impl FrameReader {
+    /// Waits for bytes and reads them; returns when they arrived (ms).
+    pub async fn fill(&mut self, stream: &TcpStream) -> std::io::Result<f64> {
+        loop {
+            stream.readable().await?;
+            self.buffer.reserve(1024);
+            match stream.try_read_buf(&mut self.buffer) {
+                Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+                Ok(_) => return Ok(now_ms()),
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    /// The next complete frame in the buffer, if there is one.
+    pub fn next_frame(&mut self) -> Option<ServerFrame<'_>> {
+        let bytes = &self.buffer[self.at..];
+        let (&first, &second) = (bytes.first()?, bytes.get(1)?);
+        let (length, header) = match second & 0x7F {
+            126 => (
+                usize::from(u16::from_be_bytes(bytes.get(2..4)?.try_into().ok()?)),
+                4,
+            ),
+            127 => (
+                usize::try_from(u64::from_be_bytes(bytes.get(2..10)?.try_into().ok()?)).ok()?,
+                10,
+            ),
+            short => (usize::from(short), 2),
+        };
+        let payload = bytes.get(header..header + length)?;
+        self.at += header + length;
+        Some(match first & 0x0F {
+            0x1 => ServerFrame::Text(payload),
+            0x9 => ServerFrame::Ping,
+            _ => ServerFrame::Other,
+        })
+    }
+
+    /// Drops the frames already parsed.
+    pub fn consume(&mut self) {
+        self.buffer.drain(..self.at);
+        self.at = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(reader: &mut FrameReader) -> Vec<String> {
+        let mut seen = Vec::new();
+        while let Some(frame) = reader.next_frame() {
+            seen.push(match frame {
+                ServerFrame::Text(text) => String::from_utf8_lossy(text).into_owned(),
+                ServerFrame::Ping => "ping".to_owned(),
+                ServerFrame::Other => "other".to_owned(),
+            });
+        }
+        reader.consume();
+        seen
+    }
+
+    #[test]
+    fn frames_split_across_reads_come_out_whole() {
+        let long = "x".repeat(300);
+        let mut wire = vec![0x81, 2, b'h', b'i', 0x89, 0];
+        wire.extend([0x81, 126, 0x01, 0x2C]);
+        wire.extend(long.as_bytes());
+        wire.extend([0x88, 0]);
+        let mut reader = FrameReader::default();
+        let (first, rest) = wire.split_at(10);
+        reader.buffer.extend_from_slice(first);
+        assert_eq!(frames(&mut reader), ["hi", "ping"]);
+        reader.buffer.extend_from_slice(rest);
+        assert_eq!(frames(&mut reader), [long.as_str(), "other"]);
+        assert!(reader.buffer.is_empty());
+    }
+}
