@@ -182,14 +182,15 @@ impl Hub {
 
     /// Pushes to every connected socket.
     pub async fn broadcast(&self, message: &[u8]) {
-        self.write_split(self.all_outlets(), outlet::text_frame(message))
+        self.write_split(self.outlets_where(|_| true), outlet::text_frame(message))
             .await;
     }
 
-    fn all_outlets(&self) -> Vec<Arc<Outlet>> {
+    /// The sockets, of every user, whose id `wanted` accepts.
+    fn outlets_where(&self, wanted: impl Fn(u64) -> bool) -> Vec<Arc<Outlet>> {
         let mut outlets = Vec::with_capacity(self.connections());
         for clients in self.users.iter() {
-            outlets.extend(clients.iter().map(|c| c.outlet.clone()));
+            outlets.extend(clients.iter().filter(|c| wanted(c.id)).map(|c| c.outlet.clone()));
         }
         outlets
     }
@@ -233,15 +234,7 @@ impl Hub {
             every.tick().await;
             let slice = tick % slices;
             let cutoff = tokio::time::Instant::now().checked_sub(idle_limit);
-            let mut outlets = Vec::new();
-            for clients in self.users.iter() {
-                outlets.extend(
-                    clients
-                        .iter()
-                        .filter(|c| c.id % slices == slice)
-                        .map(|c| c.outlet.clone()),
-                );
-            }
+            let mut outlets = self.outlets_where(|id| id % slices == slice);
             if let Some(cutoff) = cutoff {
                 outlets.retain(|outlet| !outlet.stop_if_silent_since(cutoff));
             }
