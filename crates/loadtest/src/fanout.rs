@@ -1,6 +1,7 @@
 //! Many WebSocket listeners, a few changes: how fast sockets connect, how
 //! late each message arrives, how much memory an idle socket costs.
 
+use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -8,7 +9,7 @@ use futures::StreamExt;
 
 use crate::crowd::Crowd;
 use crate::flash_sale::admin_password;
-use crate::frames::{self, FrameReader, ServerFrame};
+use crate::frames;
 use crate::setup;
 use crate::stats::Latencies;
 
@@ -186,35 +187,22 @@ pub async fn run(options: FanoutOptions) -> anyhow::Result<FanoutReport> {
                 // so the readers share nothing while the waves run.
                 let mut arrivals = Vec::with_capacity(changes);
                 // One deadline for the whole run, not a timer per frame.
-                let _ = tokio::time::timeout_at(deadline.into(), async {
-                    let mut reader = FrameReader::default();
-                    while arrivals.len() < changes {
-                        let Ok(arrived) = reader.fill(&socket).await else {
-                            break;
-                        };
-                        while let Some(frame) = reader.next_frame() {
-                            match frame {
-                                ServerFrame::Text(text) => {
-                                    // Cheap on purpose: the reader shares the machine with the server.
-                                    let text = String::from_utf8_lossy(text);
-                                    if !text.contains("\"event.created\"") {
-                                        continue;
-                                    }
-                                    if let Some(sent) = timestamp_of(&text).and_then(epoch_ms) {
-                                        arrivals.push((arrived - sent).max(0.0));
-                                    }
-                                }
-                                // An empty pong (masked, as from any client) keeps the server
-                                // from taking this socket for idle.
-                                ServerFrame::Ping => {
-                                    frames::pong(&socket);
-                                }
-                                ServerFrame::Other => {}
-                            }
+                let _ = tokio::time::timeout_at(
+                    deadline.into(),
+                    frames::read_texts(&socket, |text, arrived| {
+                        // Cheap on purpose: the reader shares the machine with the server.
+                        if text.contains("\"event.created\"")
+                            && let Some(sent) = timestamp_of(text).and_then(epoch_ms)
+                        {
+                            arrivals.push((arrived - sent).max(0.0));
                         }
-                        reader.consume();
-                    }
-                })
+                        if arrivals.len() < changes {
+                            ControlFlow::Continue(())
+                        } else {
+                            ControlFlow::Break(())
+                        }
+                    }),
+                )
                 .await;
                 // Closed after every reader is done, so closing handshakes
                 // do not compete with the last change's delivery.

@@ -2,6 +2,7 @@
 //! while, then the stock audit read back from the API.
 
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,7 +12,7 @@ use futures::StreamExt;
 use tokio::sync::Mutex;
 
 use crate::crowd::Crowd;
-use crate::frames::{self, FrameReader, ServerFrame};
+use crate::frames;
 use crate::setup;
 use crate::stats::Latencies;
 use crate::wire::{AddressPool, Connection};
@@ -119,31 +120,19 @@ async fn watch(
                 stock_messages: 0,
                 saw_zero: None,
             };
-            let mut reader = FrameReader::default();
-            let _ = tokio::time::timeout_at(deadline.into(), async {
-                while view.saw_zero.is_none() {
-                    if reader.fill(&socket).await.is_err() {
-                        break;
-                    }
-                    let arrived = Instant::now();
-                    while let Some(frame) = reader.next_frame() {
-                        match frame {
-                            ServerFrame::Text(text) => {
-                                let text = String::from_utf8_lossy(text);
-                                if text.contains("\"stock\"") && text.contains(&item) {
-                                    view.stock_messages += 1;
-                                    if text.contains("\"stock_remaining\":0") {
-                                        view.saw_zero = Some(arrived);
-                                    }
-                                }
-                            }
-                            ServerFrame::Ping => frames::pong(&socket),
-                            ServerFrame::Other => {}
+            let _ = tokio::time::timeout_at(
+                deadline.into(),
+                frames::read_texts(&socket, |text, _| {
+                    if text.contains("\"stock\"") && text.contains(&item) {
+                        view.stock_messages += 1;
+                        if text.contains("\"stock_remaining\":0") {
+                            view.saw_zero = Some(Instant::now());
+                            return ControlFlow::Break(());
                         }
                     }
-                    reader.consume();
-                }
-            })
+                    ControlFlow::Continue(())
+                }),
+            )
             .await;
             view
         }));

@@ -1,6 +1,7 @@
 //! The client side of the notification socket, as lean as a load generator
 //! needs it: the generator shares the cores with the server it measures.
 
+use std::ops::ControlFlow;
 use std::time::SystemTime;
 
 use futures::{SinkExt, StreamExt};
@@ -33,6 +34,30 @@ pub async fn open(url: &str, first: Option<String>) -> anyhow::Result<TcpStream>
     }
 }
 
+/// Reads the server's text frames off `stream`, handing each to `on_text`
+/// with when it arrived (ms since the epoch), until `on_text` breaks or the
+/// socket ends. Pings are answered on the way.
+pub async fn read_texts(stream: &TcpStream, mut on_text: impl FnMut(&str, f64) -> ControlFlow<()>) {
+    let mut reader = FrameReader::default();
+    loop {
+        let Ok(arrived) = reader.fill(stream).await else {
+            return;
+        };
+        while let Some(frame) = reader.next_frame() {
+            match frame {
+                ServerFrame::Text(text) => {
+                    if on_text(&String::from_utf8_lossy(text), arrived).is_break() {
+                        return;
+                    }
+                }
+                ServerFrame::Ping => pong(stream),
+                ServerFrame::Other => {}
+            }
+        }
+        reader.consume();
+    }
+}
+
 /// Answers a ping: an empty pong, masked as every client frame must be.
 pub fn pong(stream: &TcpStream) {
     let _ = stream.try_write(&[0x8A, 0x80, 0, 0, 0, 0]);
@@ -47,7 +72,7 @@ pub fn now_ms() -> f64 {
 }
 
 /// A frame from the server, as the reader needs it.
-pub enum ServerFrame<'a> {
+enum ServerFrame<'a> {
     Text(&'a [u8]),
     Ping,
     Other,
@@ -58,7 +83,7 @@ pub enum ServerFrame<'a> {
 /// the cores with the server it measures, so every cycle it spends shows up
 /// as delivery latency. Server frames are unmasked, which keeps this short.
 #[derive(Default)]
-pub struct FrameReader {
+struct FrameReader {
     buffer: Vec<u8>,
     /// Where the next unparsed frame starts.
     at: usize,
@@ -66,7 +91,7 @@ pub struct FrameReader {
 
 impl FrameReader {
     /// Waits for bytes and reads them; returns when they arrived (ms).
-    pub async fn fill(&mut self, stream: &TcpStream) -> std::io::Result<f64> {
+    async fn fill(&mut self, stream: &TcpStream) -> std::io::Result<f64> {
         loop {
             stream.readable().await?;
             self.buffer.reserve(1024);
@@ -80,7 +105,7 @@ impl FrameReader {
     }
 
     /// The next complete frame in the buffer, if there is one.
-    pub fn next_frame(&mut self) -> Option<ServerFrame<'_>> {
+    fn next_frame(&mut self) -> Option<ServerFrame<'_>> {
         let bytes = &self.buffer[self.at..];
         let (&first, &second) = (bytes.first()?, bytes.get(1)?);
         let (length, header) = match second & 0x7F {
@@ -104,7 +129,7 @@ impl FrameReader {
     }
 
     /// Drops the frames already parsed.
-    pub fn consume(&mut self) {
+    fn consume(&mut self) {
         self.buffer.drain(..self.at);
         self.at = 0;
     }
