@@ -149,9 +149,10 @@ impl From<services::Error> for ApiError {
                     "the server is busy; retry shortly",
                 )
             },
-            E::Internal(message) => {
-                // The cause goes to the log (with the request's span), never to the client.
-                tracing::error!(error = %message, "internal error");
+            internal @ E::Internal(_) => {
+                // The whole chain of causes goes to the log (with the
+                // request's span), never to the client.
+                tracing::error!(error = %services::error_chain(&internal), "internal error");
                 ApiError::internal()
             }
         }

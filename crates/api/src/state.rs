@@ -5,12 +5,13 @@ use std::time::Duration;
 use gates::RateLimiter;
 use metrics_exporter_prometheus::PrometheusHandle;
 use services::accounts::AccountService;
+use services::admin::AdminService;
 use services::catalog::CatalogService;
 use services::events::EventService;
+use services::health::Health;
 use services::notifications::NotificationService;
 use services::sales::SalesService;
 use services::uploads::UploadService;
-use store::Store;
 
 /// Everything a handler can reach: shared services, no globals.
 #[derive(Clone)]
@@ -21,7 +22,8 @@ pub struct AppState {
     pub events: Arc<EventService>,
     pub sales: Arc<SalesService>,
     pub notifications: Arc<NotificationService>,
-    pub store: Arc<dyn Store>,
+    pub admin: Arc<AdminService>,
+    pub health: Arc<Health>,
     pub limits: Arc<Limits>,
     pub trusted_proxies: Arc<[IpAddr]>,
     pub metrics: Option<PrometheusHandle>,

@@ -1,10 +1,14 @@
 //! The JSON shapes of the API (field names fixed by API.md).
 
 use chrono::{DateTime, Utc};
+use domain::catalog::{Product, Review, WishlistEntry};
+use domain::events::{Comment, EventItem};
+use domain::notify::Notification;
 use domain::page::Page;
+use domain::sales::{LedgerLine, Order};
+use domain::user::User;
 use serde::Serialize;
 use services::accounts::TokenPair;
-use store::accounts::User;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -100,14 +104,14 @@ pub struct ProductView {
     pub updated_at: DateTime<Utc>,
 }
 
-impl From<store::catalog::Product> for ProductView {
-    fn from(product: store::catalog::Product) -> Self {
+impl From<Product> for ProductView {
+    fn from(product: Product) -> Self {
         ProductView {
             id: product.id,
             name: product.name,
             description: product.description,
             category: product.category,
-            tags: product.tags.0,
+            tags: product.tags,
             price_cents: product.price_cents,
             currency: product.currency,
             image_url: product.image_url,
@@ -127,8 +131,8 @@ pub struct WishlistItemView {
     pub added_at: DateTime<Utc>,
 }
 
-impl From<store::catalog::WishlistEntry> for WishlistItemView {
-    fn from(entry: store::catalog::WishlistEntry) -> Self {
+impl From<WishlistEntry> for WishlistItemView {
+    fn from(entry: WishlistEntry) -> Self {
         WishlistItemView {
             product: entry.product.into(),
             added_at: entry.added_at,
@@ -148,8 +152,8 @@ pub struct ReviewView {
     pub updated_at: DateTime<Utc>,
 }
 
-impl From<store::catalog::Review> for ReviewView {
-    fn from(review: store::catalog::Review) -> Self {
+impl From<Review> for ReviewView {
+    fn from(review: Review) -> Self {
         ReviewView {
             id: review.id,
             product_id: review.product_id,
@@ -211,8 +215,8 @@ pub struct EventItemView {
     pub per_user_limit: Option<i64>,
 }
 
-impl From<&store::events::EventItem> for EventItemView {
-    fn from(item: &store::events::EventItem) -> Self {
+impl From<&EventItem> for EventItemView {
+    fn from(item: &EventItem) -> Self {
         EventItemView {
             id: item.id,
             event_id: item.event_id,
@@ -263,18 +267,15 @@ impl From<&services::events::EventDetails> for EventView {
             location: event.location.clone(),
             start_time: event.start_time,
             end_time: event.end_time,
-            tags: event.tags.0.clone(),
+            tags: event.tags.clone(),
             max_attendees: event.max_attendees,
             attendee_count: event.attendee_count,
             status: event.status.as_str(),
             attachment_url: event.attachment_url.clone(),
-            coordinates: match (event.longitude, event.latitude) {
-                (Some(lng), Some(lat)) => Some(GeoJsonPoint {
-                    kind: "Point".into(),
-                    coordinates: [lng, lat],
-                }),
-                _ => None,
-            },
+            coordinates: event.coordinates().map(|point| GeoJsonPoint {
+                kind: "Point".into(),
+                coordinates: [point.longitude, point.latitude],
+            }),
             reservation_ttl_seconds: event.reservation_ttl_seconds,
             created_by: event.created_by,
             created_by_username: event.created_by_username.clone(),
@@ -300,8 +301,8 @@ pub struct CommentView {
     pub replies: Vec<CommentView>,
 }
 
-impl From<store::events::Comment> for CommentView {
-    fn from(comment: store::events::Comment) -> Self {
+impl From<Comment> for CommentView {
+    fn from(comment: Comment) -> Self {
         CommentView {
             id: comment.id,
             event_id: comment.event_id,
@@ -340,8 +341,8 @@ pub struct OrderView {
     pub updated_at: DateTime<Utc>,
 }
 
-impl From<store::sales::Order> for OrderView {
-    fn from(order: store::sales::Order) -> Self {
+impl From<Order> for OrderView {
+    fn from(order: Order) -> Self {
         OrderView {
             id: order.id,
             user_id: order.user_id,
@@ -355,6 +356,181 @@ impl From<store::sales::Order> for OrderView {
             expires_at: order.expires_at,
             created_at: order.created_at,
             updated_at: order.updated_at,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct NotificationView {
+    pub id: Uuid,
+    pub notification_type: String,
+    /// The message as it was pushed.
+    #[schema(value_type = Object)]
+    pub payload: serde_json::Value,
+    pub read: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<Notification> for NotificationView {
+    fn from(n: Notification) -> Self {
+        NotificationView {
+            id: n.id,
+            notification_type: n.notification_type,
+            payload: n.payload,
+            read: n.read,
+            created_at: n.created_at,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LedgerLineView {
+    pub event_item_id: Uuid,
+    pub stock_total: i64,
+    pub stock_remaining: i64,
+    /// Units held by reserved orders.
+    pub reserved: i64,
+    /// Units held by confirmed orders.
+    pub confirmed: i64,
+    /// `stock_remaining + reserved + confirmed == stock_total`.
+    pub balanced: bool,
+}
+
+impl From<LedgerLine> for LedgerLineView {
+    fn from(line: LedgerLine) -> Self {
+        LedgerLineView {
+            balanced: line.is_balanced(),
+            event_item_id: line.event_item_id,
+            stock_total: line.stock_total,
+            stock_remaining: line.stock_remaining,
+            reserved: line.reserved,
+            confirmed: line.confirmed,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ProductSummaryView {
+    pub total: i64,
+    /// Mean of every review of every listed product; null when none.
+    pub average_rating: Option<f64>,
+    pub highest_priced: Option<ProductView>,
+    /// The five most recently added.
+    pub recent: Vec<ProductView>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UserSummaryView {
+    pub total: i64,
+    pub active: i64,
+    pub admins: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EventCountsView {
+    pub scheduled: i64,
+    pub live: i64,
+    pub sold_out: i64,
+    pub closed: i64,
+    pub canceled: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct OrderCountsView {
+    pub reserved: i64,
+    pub confirmed: i64,
+    pub canceled: i64,
+    pub expired: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SellThroughView {
+    pub event_id: Uuid,
+    pub title: String,
+    pub sold: i64,
+    pub stock_total: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TopProductView {
+    pub product_id: Uuid,
+    pub name: String,
+    pub units_sold: i64,
+    pub revenue_cents: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DashboardView {
+    pub products: ProductSummaryView,
+    pub events: EventCountsView,
+    pub orders: OrderCountsView,
+    /// Confirmed orders' value, in cents.
+    pub revenue_cents: i64,
+    /// Units sold of units offered, per drop (newest 20).
+    pub sell_through: Vec<SellThroughView>,
+    /// Best sellers by confirmed units (top 5).
+    pub top_products: Vec<TopProductView>,
+    pub users: UserSummaryView,
+}
+
+impl From<services::admin::Dashboard> for DashboardView {
+    fn from(dashboard: services::admin::Dashboard) -> Self {
+        use domain::events::EventStatus;
+        use domain::sales::OrderStatus;
+        let sales = dashboard.sales;
+        let event = |status| sales.events_by_status.get(&status).copied().unwrap_or(0);
+        let order = |status| sales.orders_by_status.get(&status).copied().unwrap_or(0);
+        DashboardView {
+            events: EventCountsView {
+                scheduled: event(EventStatus::Scheduled),
+                live: event(EventStatus::Live),
+                sold_out: event(EventStatus::SoldOut),
+                closed: event(EventStatus::Closed),
+                canceled: event(EventStatus::Canceled),
+            },
+            orders: OrderCountsView {
+                reserved: order(OrderStatus::Reserved),
+                confirmed: order(OrderStatus::Confirmed),
+                canceled: order(OrderStatus::Canceled),
+                expired: order(OrderStatus::Expired),
+            },
+            revenue_cents: sales.revenue_cents,
+            sell_through: sales
+                .sell_through
+                .into_iter()
+                .map(|s| SellThroughView {
+                    event_id: s.event_id,
+                    title: s.title,
+                    sold: s.sold,
+                    stock_total: s.stock_total,
+                })
+                .collect(),
+            top_products: sales
+                .top_products
+                .into_iter()
+                .map(|t| TopProductView {
+                    product_id: t.product_id,
+                    name: t.name,
+                    units_sold: t.units_sold,
+                    revenue_cents: t.revenue_cents,
+                })
+                .collect(),
+            products: ProductSummaryView {
+                total: dashboard.products.total,
+                average_rating: dashboard.products.average_rating,
+                highest_priced: dashboard.products.highest_priced.map(ProductView::from),
+                recent: dashboard
+                    .products
+                    .recent
+                    .into_iter()
+                    .map(ProductView::from)
+                    .collect(),
+            },
+            users: UserSummaryView {
+                total: dashboard.users.total,
+                active: dashboard.users.active,
+                admins: dashboard.users.admins,
+            },
         }
     }
 }

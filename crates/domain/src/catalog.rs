@@ -1,6 +1,59 @@
 //! Products, reviews and the rules their input must meet.
 
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
 use crate::ValidationErrors;
+
+/// A product of the catalog.
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
+pub struct Product {
+    pub id: Uuid,
+    pub name: String,
+    /// The folded name the name order sorts on ([`name_key`]).
+    pub name_key: String,
+    pub description: String,
+    pub category: String,
+    #[cfg_attr(feature = "sqlx", sqlx(json))]
+    pub tags: Vec<String>,
+    pub price_cents: i64,
+    pub currency: String,
+    pub image_url: Option<String>,
+    pub average_rating: f64,
+    pub review_count: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The key the name order sorts on, computed once when the name is written
+/// (the same folding on both databases).
+pub fn name_key(name: &str) -> String {
+    name.to_lowercase()
+}
+
+/// One user's review of a product.
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
+pub struct Review {
+    pub id: Uuid,
+    pub product_id: Uuid,
+    pub user_id: Uuid,
+    pub username: String,
+    pub rating: i64,
+    pub comment: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A product on someone's wishlist, and when they put it there.
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
+pub struct WishlistEntry {
+    #[cfg_attr(feature = "sqlx", sqlx(flatten))]
+    pub product: Product,
+    pub added_at: DateTime<Utc>,
+}
 
 pub const NAME_MAX: usize = 200;
 pub const DESCRIPTION_MAX: usize = 10_000;

@@ -17,10 +17,12 @@ type HmacSha256 = Hmac<Sha256>;
 #[error("cursor is malformed or was not issued for this list")]
 pub struct InvalidCursor;
 
-/// Signs and checks cursors with a server-side key.
+/// Signs and checks cursors with a server-side key. Cursors signed with
+/// the previous key (before a key change) are still accepted.
 #[derive(Clone)]
 pub struct CursorCodec {
     key: Vec<u8>,
+    previous: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for CursorCodec {
@@ -31,12 +33,21 @@ impl std::fmt::Debug for CursorCodec {
 
 impl CursorCodec {
     pub fn new(key: &[u8]) -> Self {
-        Self { key: key.to_vec() }
+        Self {
+            key: key.to_vec(),
+            previous: None,
+        }
     }
 
-    fn mac(&self, scope: &str, payload: &[u8]) -> HmacSha256 {
+    /// Also accepts cursors signed with `previous`.
+    pub fn with_previous(mut self, previous: &[u8]) -> Self {
+        self.previous = Some(previous.to_vec());
+        self
+    }
+
+    fn mac(key: &[u8], scope: &str, payload: &[u8]) -> HmacSha256 {
         // HMAC accepts keys of any length, so this cannot fail.
-        let mut mac = HmacSha256::new_from_slice(&self.key).expect("hmac takes any key length");
+        let mut mac = HmacSha256::new_from_slice(key).expect("hmac takes any key length");
         mac.update(scope.as_bytes());
         mac.update(&[0]);
         mac.update(payload);
@@ -46,7 +57,7 @@ impl CursorCodec {
     pub fn encode<T: Serialize>(&self, scope: &str, position: &T) -> String {
         // Serializing plain data (numbers, strings, ids) cannot fail.
         let payload = serde_json::to_vec(position).expect("cursor position serializes");
-        let tag = self.mac(scope, &payload).finalize().into_bytes();
+        let tag = Self::mac(&self.key, scope, &payload).finalize().into_bytes();
         format!(
             "{}.{}",
             URL_SAFE_NO_PAD.encode(&payload),
@@ -58,9 +69,10 @@ impl CursorCodec {
         let (payload, tag) = cursor.split_once('.').ok_or(InvalidCursor)?;
         let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|_| InvalidCursor)?;
         let tag = URL_SAFE_NO_PAD.decode(tag).map_err(|_| InvalidCursor)?;
-        self.mac(scope, &payload)
-            .verify_slice(&tag)
-            .map_err(|_| InvalidCursor)?;
+        let signed_by = |key: &[u8]| Self::mac(key, scope, &payload).verify_slice(&tag).is_ok();
+        if !(signed_by(&self.key) || self.previous.as_deref().is_some_and(signed_by)) {
+            return Err(InvalidCursor);
+        }
         serde_json::from_slice(&payload).map_err(|_| InvalidCursor)
     }
 }
@@ -95,6 +107,17 @@ mod tests {
             cursor
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        );
+    }
+
+    #[test]
+    fn cursors_of_the_previous_key_still_read() {
+        let old = CursorCodec::new(b"old").encode("users", &sample());
+        let codec = CursorCodec::new(b"new").with_previous(b"old");
+        assert_eq!(codec.decode::<Position>("users", &old), Ok(sample()));
+        assert_eq!(
+            CursorCodec::new(b"new").decode::<Position>("users", &old),
+            Err(InvalidCursor)
         );
     }
 

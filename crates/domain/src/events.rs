@@ -3,9 +3,10 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
-use crate::ValidationErrors;
 use crate::catalog::{check_price, check_url, normalize_tags};
+use crate::{Refusal, Rejection, ValidationErrors};
 
 pub const TITLE_MAX: usize = 100;
 pub const DESCRIPTION_MAX: usize = 10_000;
@@ -95,6 +96,89 @@ pub fn status_at(
 /// closed nor canceled.
 pub fn is_on_sale(stored: EventStatus, start: DateTime<Utc>, end: DateTime<Utc>, now: DateTime<Utc>) -> bool {
     !stored.is_final() && start <= now && now < end
+}
+
+/// An event: a community event and, when it has items, a drop.
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
+pub struct Event {
+    pub id: Uuid,
+    pub title: String,
+    pub description: String,
+    pub location: String,
+    pub start_time: DateTime<Utc>,
+    pub end_time: DateTime<Utc>,
+    #[cfg_attr(feature = "sqlx", sqlx(json))]
+    pub tags: Vec<String>,
+    pub max_attendees: Option<i64>,
+    pub attendee_count: i64,
+    #[cfg_attr(feature = "sqlx", sqlx(try_from = "String"))]
+    pub status: EventStatus,
+    pub attachment_url: Option<String>,
+    pub latitude: Option<f64>,
+    pub longitude: Option<f64>,
+    pub reservation_ttl_seconds: Option<i64>,
+    pub created_by: Uuid,
+    pub created_by_username: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Event {
+    pub fn coordinates(&self) -> Option<GeoPoint> {
+        match (self.latitude, self.longitude) {
+            (Some(latitude), Some(longitude)) => Some(GeoPoint { longitude, latitude }),
+            _ => None,
+        }
+    }
+
+    /// The event's current fields as input, the base of a partial update.
+    pub fn input(&self) -> EventInput {
+        EventInput {
+            title: self.title.clone(),
+            description: self.description.clone(),
+            location: self.location.clone(),
+            start_time: Some(self.start_time),
+            end_time: Some(self.end_time),
+            tags: self.tags.clone(),
+            max_attendees: self.max_attendees,
+            coordinates: self.coordinates(),
+            attachment_url: self.attachment_url.clone(),
+        }
+    }
+
+    /// Whether `user` may change or delete it: its creator, or an admin.
+    pub fn is_owned_by(&self, user: Uuid) -> bool {
+        self.created_by == user
+    }
+}
+
+/// One item for sale in a drop.
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
+pub struct EventItem {
+    pub id: Uuid,
+    pub event_id: Uuid,
+    pub product_id: Uuid,
+    pub name: String,
+    pub price_cents: i64,
+    pub currency: String,
+    pub stock_total: i64,
+    pub stock_remaining: i64,
+    pub per_user_limit: Option<i64>,
+}
+
+/// A comment on an event (a reply when it has a parent).
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
+pub struct Comment {
+    pub id: Uuid,
+    pub event_id: Uuid,
+    pub parent_id: Option<Uuid>,
+    pub user_id: Uuid,
+    pub username: String,
+    pub body: String,
+    pub created_at: DateTime<Utc>,
 }
 
 /// A GeoJSON point: `[longitude, latitude]`.
@@ -286,9 +370,100 @@ pub fn validate_event(
     }
 }
 
+/// Checks an edit of an existing event: the fields as for a new event,
+/// except that a start time that is not being moved may lie in the past.
+pub fn validate_update(
+    current: &Event,
+    input: EventInput,
+    now: DateTime<Utc>,
+) -> Result<EventFields, ValidationErrors> {
+    let moved = input.start_time.is_some_and(|start| start != current.start_time);
+    validate_event(input, moved.then_some(now))
+}
+
+/// Whether an event in `current` state may take this edit at `now`: items
+/// only while it is scheduled and has not started (once it has, orders may
+/// point at them), and never fewer places than people attending.
+pub fn check_edit(
+    current: &Event,
+    fields: &EventFields,
+    replaces_items: bool,
+    now: DateTime<Utc>,
+) -> Result<(), Rejection> {
+    let started = current.status != EventStatus::Scheduled || now >= current.start_time;
+    if replaces_items && started {
+        return Err(Refusal::EventNotEditable.into());
+    }
+    if let Some(max) = fields.max_attendees
+        && max < current.attendee_count
+    {
+        return Err(Rejection::invalid(
+            "max_attendees",
+            format!(
+                "must be at least the {} people already attending",
+                current.attendee_count
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A partial update: only the fields given change. `cancel` cancels the
+/// event in the same change.
+#[derive(Debug, Clone, Default)]
+pub struct EventPatch {
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub location: Option<String>,
+    pub start_time: Option<DateTime<Utc>>,
+    pub end_time: Option<DateTime<Utc>>,
+    pub tags: Option<Vec<String>>,
+    pub max_attendees: Option<i64>,
+    pub coordinates: Option<GeoPoint>,
+    pub attachment_url: Option<String>,
+    pub cancel: bool,
+}
+
+impl EventPatch {
+    /// The event's fields with this patch applied.
+    pub fn apply(self, mut input: EventInput) -> EventInput {
+        if let Some(v) = self.title {
+            input.title = v;
+        }
+        if let Some(v) = self.description {
+            input.description = v;
+        }
+        if let Some(v) = self.location {
+            input.location = v;
+        }
+        if self.start_time.is_some() {
+            input.start_time = self.start_time;
+        }
+        if self.end_time.is_some() {
+            input.end_time = self.end_time;
+        }
+        if let Some(v) = self.tags {
+            input.tags = v;
+        }
+        if self.max_attendees.is_some() {
+            input.max_attendees = self.max_attendees;
+        }
+        if self.coordinates.is_some() {
+            input.coordinates = self.coordinates;
+        }
+        if self.attachment_url.is_some() {
+            input.attachment_url = self.attachment_url;
+        }
+        input
+    }
+}
+
 /// One item of a drop, as submitted.
 #[derive(Debug, Clone)]
 pub struct ItemInput {
+    /// An item of the event being edited keeps its id (and so the links
+    /// and open pages that name it); without one, the item is new.
+    pub id: Option<Uuid>,
     pub product_id: uuid::Uuid,
     pub price_cents: i64,
     pub stock: i64,
@@ -317,6 +492,9 @@ pub fn validate_items(items: &[ItemInput], ttl_seconds: Option<i64>) -> Result<(
         }
         if items[..i].iter().any(|other| other.product_id == item.product_id) {
             errors.add(&format!("items[{i}].product_id"), "appears twice");
+        }
+        if item.id.is_some() && items[..i].iter().any(|other| other.id == item.id) {
+            errors.add(&format!("items[{i}].id"), "appears twice");
         }
     }
     if let Some(ttl) = ttl_seconds
@@ -416,6 +594,78 @@ mod tests {
         assert!(validate_event(long, None).is_err());
     }
 
+    fn event(status: EventStatus, attending: i64) -> Event {
+        Event {
+            id: Uuid::now_v7(),
+            title: "Launch".into(),
+            description: String::new(),
+            location: "Berlin".into(),
+            start_time: at(10),
+            end_time: at(12),
+            tags: vec![],
+            max_attendees: Some(10),
+            attendee_count: attending,
+            status,
+            attachment_url: None,
+            latitude: Some(52.5),
+            longitude: Some(13.4),
+            reservation_ttl_seconds: None,
+            created_by: Uuid::now_v7(),
+            created_by_username: "ann".into(),
+            created_at: at(1),
+            updated_at: at(1),
+        }
+    }
+
+    #[test]
+    fn edits_follow_the_state() {
+        let fields = |max| EventFields {
+            max_attendees: max,
+            ..validate_event(input(), None).unwrap()
+        };
+        let scheduled = event(EventStatus::Scheduled, 3);
+        assert_eq!(check_edit(&scheduled, &fields(Some(3)), true, at(9)), Ok(()));
+        // Still marked scheduled, but its start has come: items are frozen.
+        assert_eq!(
+            check_edit(&scheduled, &fields(Some(3)), true, at(10)),
+            Err(Rejection::Refused(Refusal::EventNotEditable))
+        );
+        let live = event(EventStatus::Live, 3);
+        assert_eq!(check_edit(&live, &fields(None), false, at(11)), Ok(()));
+        assert_eq!(
+            check_edit(&live, &fields(None), true, at(11)),
+            Err(Rejection::Refused(Refusal::EventNotEditable))
+        );
+        match check_edit(&live, &fields(Some(2)), false, at(11)) {
+            Err(Rejection::Invalid(errors)) => assert_eq!(errors.fields()[0].field, "max_attendees"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_patch_changes_only_what_it_names() {
+        let current = event(EventStatus::Live, 0);
+        let patched = EventPatch {
+            title: Some("Renamed".into()),
+            end_time: Some(at(13)),
+            ..EventPatch::default()
+        }
+        .apply(current.input());
+        assert_eq!(patched.title, "Renamed");
+        assert_eq!(patched.end_time, Some(at(13)));
+        assert_eq!(patched.location, "Berlin");
+        assert_eq!(patched.coordinates, current.coordinates());
+        // The start that is not moved may be in the past; a moved one may not.
+        assert!(validate_update(&current, patched.clone(), at(11)).is_ok());
+        let moved = EventPatch {
+            start_time: Some(at(10) + chrono::Duration::minutes(5)),
+            ..EventPatch::default()
+        }
+        .apply(current.input());
+        let errors = validate_update(&current, moved, at(11)).unwrap_err();
+        assert_eq!(errors.fields()[0].field, "start_time");
+    }
+
     #[test]
     fn near_parses_and_measures() {
         let near = Near::parse("52.52,13.40,10").unwrap();
@@ -439,6 +689,7 @@ mod tests {
     fn validates_items() {
         let id = uuid::Uuid::now_v7();
         let item = |stock| ItemInput {
+            id: None,
             product_id: id,
             price_cents: 100,
             stock,

@@ -9,8 +9,10 @@ pub mod cursor;
 pub mod events;
 pub mod notify;
 pub mod page;
+pub mod refusal;
 pub mod sales;
 pub mod user;
 pub mod validation;
 
+pub use refusal::{Refusal, Rejection};
 pub use validation::{FieldError, ValidationErrors};

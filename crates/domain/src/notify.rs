@@ -39,6 +39,33 @@ impl EventAction {
     }
 }
 
+/// Who hears of an event change: `None` means everyone (a broadcast,
+/// stored once); otherwise the event's subscribers as of the change and
+/// always its creator, each once.
+pub fn recipients(action: EventAction, subscribers: Vec<Uuid>, creator: Uuid) -> Option<Vec<Uuid>> {
+    if action.is_broadcast() {
+        return None;
+    }
+    let mut recipients = subscribers;
+    if !recipients.contains(&creator) {
+        recipients.push(creator);
+    }
+    Some(recipients)
+}
+
+/// A stored notification, as one user sees it.
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
+pub struct Notification {
+    pub id: Uuid,
+    pub notification_type: String,
+    /// The message as it was pushed.
+    #[cfg_attr(feature = "sqlx", sqlx(json))]
+    pub payload: Value,
+    pub read: bool,
+    pub created_at: DateTime<Utc>,
+}
+
 /// The message of an event change as the outbox keeps it: the pushed
 /// payload (without the per-recipient notification id) and, unless it is
 /// a broadcast, its recipients.
@@ -48,7 +75,7 @@ pub fn event_message(
     title: &str,
     actor_username: &str,
     at: DateTime<Utc>,
-    recipients: &[Uuid],
+    recipients: Option<&[Uuid]>,
 ) -> Value {
     let mut message = json!({
         "type": "notification",
@@ -61,15 +88,17 @@ pub fn event_message(
         },
         "user": actor_username,
     });
-    if !action.is_broadcast() {
+    if let Some(recipients) = recipients {
         message["recipients"] = json!(recipients);
     }
     message
 }
 
-/// Live data for open event pages: an item's stock.
-pub fn stock_message(event_id: Uuid, item_id: Uuid, stock_remaining: i64) -> Value {
-    json!({"type": "stock", "event_id": event_id, "item_id": item_id, "stock_remaining": stock_remaining})
+/// Live data for open event pages: an item's stock. `version` is the
+/// item's stock sequence, so a late message never overwrites a newer one.
+pub fn stock_message(event_id: Uuid, item_id: Uuid, stock_remaining: i64, version: i64) -> Value {
+    json!({"type": "stock", "event_id": event_id, "item_id": item_id, "stock_remaining": stock_remaining,
+           "version": version})
 }
 
 /// Live data for open event pages: the event's status.
@@ -139,13 +168,38 @@ mod tests {
     #[test]
     fn messages_carry_the_contract_fields() {
         let id = Uuid::now_v7();
-        let created = event_message(EventAction::Created, id, "Launch", "ann", Utc::now(), &[]);
+        let created = event_message(EventAction::Created, id, "Launch", "ann", Utc::now(), None);
         assert_eq!(created["notification_type"], "event.created");
         assert_eq!(created["event"]["action"], "created");
         assert_eq!(created["user"], "ann");
         assert!(created.get("recipients").is_none());
         let sub = Uuid::now_v7();
-        let updated = event_message(EventAction::Updated, id, "Launch", "ann", Utc::now(), &[sub]);
+        let updated = event_message(
+            EventAction::Updated,
+            id,
+            "Launch",
+            "ann",
+            Utc::now(),
+            Some(&[sub]),
+        );
         assert_eq!(updated["recipients"][0], sub.to_string());
+    }
+
+    #[test]
+    fn changes_reach_subscribers_and_the_creator_once() {
+        let (creator, sub) = (Uuid::now_v7(), Uuid::now_v7());
+        assert_eq!(recipients(EventAction::Created, vec![sub], creator), None);
+        assert_eq!(
+            recipients(EventAction::Updated, vec![sub], creator),
+            Some(vec![sub, creator])
+        );
+        assert_eq!(
+            recipients(EventAction::Deleted, vec![creator, sub], creator),
+            Some(vec![creator, sub])
+        );
+        assert_eq!(
+            recipients(EventAction::Updated, vec![], creator),
+            Some(vec![creator])
+        );
     }
 }

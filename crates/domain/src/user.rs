@@ -1,8 +1,93 @@
 //! Accounts: roles and the rules a registration must meet.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use crate::ValidationErrors;
+
+/// An account. Its password hash is not part of it: only the login path
+/// reads that ([`Credentials`]), so no view can leak it.
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
+pub struct User {
+    pub id: Uuid,
+    pub email: String,
+    pub username: String,
+    pub full_name: Option<String>,
+    pub display_name: Option<String>,
+    #[cfg_attr(feature = "sqlx", sqlx(try_from = "String"))]
+    pub role: Role,
+    pub is_active: bool,
+    pub is_verified: bool,
+    /// Auction weight, set by an admin.
+    pub weight: f64,
+    /// Moves on a password change or deactivation; tokens of an earlier
+    /// epoch stop working. Internal: never shown.
+    pub token_epoch: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A user and the hash their password is checked against.
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
+pub struct Credentials {
+    #[cfg_attr(feature = "sqlx", sqlx(flatten))]
+    pub user: User,
+    pub password_hash: String,
+}
+
+/// An account about to be stored.
+pub struct NewUser {
+    pub email: String,
+    pub username: String,
+    pub full_name: Option<String>,
+    pub password_hash: String,
+    pub role: Role,
+    pub is_verified: bool,
+}
+
+/// A profile edit: `Some` fields change, `None` fields stay.
+#[derive(Debug, Default)]
+pub struct ProfileUpdate {
+    pub display_name: Option<Option<String>>,
+    pub full_name: Option<Option<String>>,
+}
+
+/// An admin edit of the fields a user cannot set on themselves.
+#[derive(Debug, Default)]
+pub struct AdminUpdate {
+    pub role: Option<Role>,
+    pub weight: Option<f64>,
+}
+
+#[derive(Debug, Default)]
+pub struct UserFilter {
+    pub search: Option<String>,
+    pub role: Option<Role>,
+    pub is_active: Option<bool>,
+}
+
+/// Users by kind, for the dashboard.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
+pub struct UserCounts {
+    pub total: i64,
+    pub active: i64,
+    pub admins: i64,
+}
+
+/// What the token check needs to know about a user.
+#[derive(Debug, Clone)]
+pub struct AuthState {
+    pub role: Role,
+    pub is_active: bool,
+    pub token_epoch: i64,
+    /// Sessions revoked recently enough that their access tokens could still
+    /// be unexpired.
+    pub revoked_sessions: Vec<Uuid>,
+}
 
 /// What a user may do. Checked in one place (`Role::allows`), so adding a
 /// role means adding a variant and its permissions here.

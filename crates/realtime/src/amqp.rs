@@ -262,6 +262,10 @@ impl Bus for AmqpBus {
     fn subscribe(&self) -> broadcast::Receiver<Message> {
         self.local.subscribe()
     }
+
+    async fn ping(&self) -> Result<(), BusError> {
+        self.publisher().await.map(drop)
+    }
 }
 
 /// Consumes the durable queue `<prefix>.<name>` shared by every process

@@ -34,6 +34,10 @@ pub enum BusError {
 pub trait Bus: Send + Sync + 'static {
     async fn publish(&self, message: Message) -> Result<(), BusError>;
     fn subscribe(&self) -> broadcast::Receiver<Message>;
+    /// Answers when the bus can take a message now (`/ready`).
+    async fn ping(&self) -> Result<(), BusError> {
+        Ok(())
+    }
 }
 
 /// The bus inside one process (`swiftdrop serve`).

@@ -5,14 +5,12 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use domain::ValidationErrors;
-use domain::catalog::{self, ProductInput};
+use domain::catalog::{self, Product, ProductInput, Review, WishlistEntry};
 use domain::cursor::CursorCodec;
 use domain::page::{Page, PageRequest, Position, page_from_rows, page_request};
 use serde::Serialize;
 use store::Store;
-use store::catalog::{
-    Product, ProductFilter, ProductListing, ProductSort, Review, ReviewSummary, Upserted, WishlistEntry,
-};
+use store::catalog::{ProductFilter, ProductListing, ProductSort, ReviewSummary, Upserted};
 use uuid::Uuid;
 
 use crate::{Error, Result};

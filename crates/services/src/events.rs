@@ -1,20 +1,27 @@
 //! Community events and drops: create, edit, delete, browse, attend,
 //! subscribe, comment, and the admin's lifecycle overrides.
+//!
+//! This service owns the views of events that the purchase path and the
+//! event page read many times a second (see [`Views`]); every change of an
+//! event goes through [`EventService::changed`], the one place those views
+//! are dropped.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use dashmap::DashMap;
 use domain::ValidationErrors;
+use domain::clock::Clock;
 use domain::cursor::CursorCodec;
-use domain::events::{self, EventInput, EventStatus, ItemInput, Near};
+use domain::events::{self, Comment, Event, EventInput, EventItem, EventPatch, EventStatus, ItemInput, Near};
 use domain::page::{Page, Position, page_from_rows, page_request};
 use domain::user::{Permission, Role};
 use gates::StockGate;
-use store::events::{Attendance, Comment, DropItems, Event, EventFilter, EventItem};
-use store::{Store, StoreError};
+use moka::future::Cache;
+use store::Store;
+use store::events::{Attendance, DropItems, EventChange, EventFilter, Transition};
+use store::sales::SaleItem;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
@@ -42,6 +49,18 @@ pub struct DropInput {
     pub reservation_ttl_seconds: Option<i64>,
 }
 
+/// An edit as the client sent it.
+#[derive(Debug, Clone)]
+pub enum EventEdit {
+    /// Every field (PUT); `drop` (admins) replaces the items too.
+    Replace {
+        input: EventInput,
+        drop: Option<DropInput>,
+    },
+    /// The fields given (PATCH), maybe canceling the event.
+    Patch(EventPatch),
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct EventQuery {
     pub status: Option<String>,
@@ -57,28 +76,46 @@ pub struct EventQuery {
 /// How long a cached event page may be served before it is re-read. Stock
 /// is overlaid from the admission gate, which every purchase updates.
 const PAGE_TTL: Duration = Duration::from_millis(500);
+/// Event pages kept at once: far more than are hot during a drop.
+const PAGE_CAPACITY: u64 = 10_000;
+/// How long the purchase path trusts its view of an item's event (status,
+/// window, per-user limit); edits and transitions drop it at once.
+const SALE_ITEM_TTL: Duration = Duration::from_secs(1);
+const SALE_ITEM_CAPACITY: u64 = 100_000;
+
+/// The cached views of events. Each is bounded in size and age, and a
+/// simultaneous miss on one key loads it once.
+struct Views {
+    pages: Cache<Uuid, Arc<EventDetails>>,
+    sale_items: Cache<Uuid, SaleItem>,
+}
+
+impl Views {
+    fn new() -> Views {
+        Views {
+            pages: Cache::builder()
+                .max_capacity(PAGE_CAPACITY)
+                .time_to_live(PAGE_TTL)
+                .build(),
+            sale_items: Cache::builder()
+                .max_capacity(SALE_ITEM_CAPACITY)
+                .time_to_live(SALE_ITEM_TTL)
+                .support_invalidation_closures()
+                .build(),
+        }
+    }
+}
 
 pub struct EventService {
     store: Arc<dyn Store>,
     gate: Arc<StockGate>,
     cursors: CursorCodec,
-    pages: DashMap<Uuid, (Arc<EventDetails>, Instant)>,
+    clock: Clock,
+    views: Views,
     /// Wakes the scheduler when a start or end time may have moved.
     schedule_changed: Arc<Notify>,
     /// Wakes the outbox relay after a write that announced something.
     outbox_written: Arc<Notify>,
-}
-
-fn map_store(err: StoreError) -> Error {
-    match err {
-        StoreError::NotEditable => Error::conflict(
-            "event_not_editable",
-            "the event can no longer be changed this way",
-        ),
-        StoreError::Full => Error::conflict("event_full", "the event has reached max_attendees"),
-        StoreError::Invalid { field, message } => Error::invalid(&field, message),
-        other => other.into(),
-    }
 }
 
 impl EventService {
@@ -86,6 +123,7 @@ impl EventService {
         store: Arc<dyn Store>,
         gate: Arc<StockGate>,
         cursors: CursorCodec,
+        clock: Clock,
         schedule_changed: Arc<Notify>,
         outbox_written: Arc<Notify>,
     ) -> Self {
@@ -93,21 +131,51 @@ impl EventService {
             store,
             gate,
             cursors,
-            pages: DashMap::new(),
+            clock,
+            views: Views::new(),
             schedule_changed,
             outbox_written,
         }
     }
 
-    fn changed(&self, id: Uuid) {
-        self.pages.remove(&id);
+    /// The one place an event change is made known: its page and the
+    /// purchase path's views of its items are dropped, the scheduler looks
+    /// at its times again and the relay at the outbox.
+    pub async fn changed(&self, id: Uuid) {
+        self.views.pages.invalidate(&id).await;
+        // Only fails when closures are not enabled, which `Views::new` does.
+        let _ = self
+            .views
+            .sale_items
+            .invalidate_entries_if(move |_, item| item.event_id == id);
         self.schedule_changed.notify_one();
         self.outbox_written.notify_one();
     }
 
-    /// Forgets the cached page of an event (its status or stock moved).
-    pub fn invalidate(&self, id: Uuid) {
-        self.pages.remove(&id);
+    /// The scheduler moved these events (start, end).
+    pub async fn transitioned(&self, transitions: &[Transition]) {
+        for transition in transitions {
+            tracing::info!(event = %transition.event_id, status = transition.status.as_str(), "event status changed");
+            self.changed(transition.event_id).await;
+        }
+    }
+
+    /// Stock of the event moved (a sale, a cancel, an expiry): its cached
+    /// page is re-read; the purchase path's views hold no stock.
+    pub async fn stock_moved(&self, id: Uuid) {
+        self.views.pages.invalidate(&id).await;
+    }
+
+    /// What the purchase path needs to know about an item, cached briefly.
+    pub async fn sale_item(&self, item_id: Uuid) -> Result<SaleItem> {
+        let store = self.store.clone();
+        self.views
+            .sale_items
+            .try_get_with(item_id, async move {
+                store.sale_item(item_id).await.map_err(Error::from)
+            })
+            .await
+            .map_err(Error::shared)
     }
 
     pub async fn create(
@@ -119,7 +187,7 @@ impl EventService {
         if drop.is_some() {
             principal.require(Permission::Administer)?;
         }
-        let fields = events::validate_event(input, Some(domain::clock::now()))?;
+        let fields = events::validate_event(input, Some(self.clock.now()))?;
         if let Some(drop) = &drop {
             events::validate_items(&drop.items, drop.reservation_ttl_seconds)?;
         }
@@ -130,9 +198,8 @@ impl EventService {
         let event = self
             .store
             .create_event(&fields, principal.user_id, drop_items)
-            .await
-            .map_err(map_store)?;
-        self.changed(event.id);
+            .await?;
+        self.changed(event.id).await;
         self.details(event).await
     }
 
@@ -145,7 +212,7 @@ impl EventService {
     }
 
     fn authorize_owner(principal: &Principal, event: &Event) -> Result<()> {
-        if event.created_by == principal.user_id || principal.role == Role::Admin {
+        if event.is_owned_by(principal.user_id) || principal.role == Role::Admin {
             Ok(())
         } else {
             Err(Error::Forbidden(
@@ -154,63 +221,40 @@ impl EventService {
         }
     }
 
-    /// Replaces the event's fields. `drop` (admins only) also replaces its
-    /// items, which is refused once the event has left `scheduled`.
-    pub async fn update(
-        &self,
-        principal: &Principal,
-        id: Uuid,
-        input: EventInput,
-        drop: Option<DropInput>,
-    ) -> Result<EventDetails> {
+    /// Edits an event (owner or admin). The merge of a partial edit, the
+    /// checks against the event's current state and the write happen in
+    /// one transaction; replacing items (admins) is refused once the event
+    /// has started.
+    pub async fn update(&self, principal: &Principal, id: Uuid, edit: EventEdit) -> Result<EventDetails> {
         let current = self.store.event(id).await?;
         Self::authorize_owner(principal, &current)?;
-        if drop.is_some() {
-            principal.require(Permission::Administer)?;
-        }
-        // The start may only be set in the past when it is not being moved.
-        let moved = input.start_time.is_some_and(|start| start != current.start_time);
-        let now = moved.then(domain::clock::now);
-        let fields = events::validate_event(input, now)?;
-        if let Some(drop) = &drop {
-            events::validate_items(&drop.items, drop.reservation_ttl_seconds)?;
-        }
-        let old_items = self.store.event_items(id).await?;
-        let drop_items = drop.as_ref().map(|d| DropItems {
-            items: &d.items,
-            reservation_ttl_seconds: d.reservation_ttl_seconds,
-        });
-        let event = self
-            .store
-            .update_event(id, principal.user_id, &fields, drop_items)
-            .await
-            .map_err(map_store)?;
-        if drop.is_some() {
-            for item in old_items {
-                self.gate.forget(item.id);
+        let change = match &edit {
+            EventEdit::Replace { input, drop } => {
+                if let Some(drop) = drop {
+                    principal.require(Permission::Administer)?;
+                    events::validate_items(&drop.items, drop.reservation_ttl_seconds)?;
+                }
+                EventChange::Replace {
+                    input: input.clone(),
+                    drop: drop.as_ref().map(|d| DropItems {
+                        items: &d.items,
+                        reservation_ttl_seconds: d.reservation_ttl_seconds,
+                    }),
+                }
             }
+            EventEdit::Patch(patch) => EventChange::Patch(patch.clone()),
+        };
+        let old_items = self.store.event_items(id).await?;
+        let event = self.store.update_event(id, principal.user_id, change).await?;
+        self.changed(id).await;
+        let details = self.details(event).await?;
+        for gone in old_items
+            .iter()
+            .filter(|old| !details.items.iter().any(|i| i.id == old.id))
+        {
+            self.gate.forget(gone.id);
         }
-        self.changed(id);
-        self.details(event).await
-    }
-
-    /// The current fields of an event as input, for a partial update.
-    pub async fn current_input(&self, id: Uuid) -> Result<EventInput> {
-        let event = self.store.event(id).await?;
-        Ok(EventInput {
-            title: event.title,
-            description: event.description,
-            location: event.location,
-            start_time: Some(event.start_time),
-            end_time: Some(event.end_time),
-            tags: event.tags.0,
-            max_attendees: event.max_attendees,
-            coordinates: match (event.latitude, event.longitude) {
-                (Some(latitude), Some(longitude)) => Some(events::GeoPoint { latitude, longitude }),
-                _ => None,
-            },
-            attachment_url: event.attachment_url,
-        })
+        Ok(details)
     }
 
     pub async fn delete(&self, principal: &Principal, id: Uuid) -> Result<()> {
@@ -221,7 +265,7 @@ impl EventService {
         for item in items {
             self.gate.forget(item.id);
         }
-        self.changed(id);
+        self.changed(id).await;
         Ok(())
     }
 
@@ -233,30 +277,30 @@ impl EventService {
         } else {
             principal.require(Permission::Administer)?;
         }
-        let event = self.store.force_status(id, status).await.map_err(map_store)?;
-        self.changed(id);
+        let event = self.store.force_status(id, status).await?;
+        self.changed(id).await;
         self.details(event).await
     }
 
     /// The event page: served from a short-lived cache, with each item's
     /// stock taken from the admission gate, which every sale updates.
     pub async fn get(&self, id: Uuid) -> Result<Arc<EventDetails>> {
-        if let Some(entry) = self.pages.get(&id)
-            && entry.1.elapsed() < PAGE_TTL
-        {
-            return Ok(self.with_live_stock(entry.0.clone()));
-        }
-        let event = self.store.event(id).await?;
-        let details = Arc::new(EventDetails {
-            items: self.store.event_items(id).await?,
-            event,
-        });
+        let store = self.store.clone();
+        let details = self
+            .views
+            .pages
+            .try_get_with(id, async move {
+                let event = store.event(id).await?;
+                let items = store.event_items(id).await?;
+                Ok::<_, Error>(Arc::new(EventDetails { event, items }))
+            })
+            .await
+            .map_err(Error::shared)?;
         for item in &details.items {
             if self.gate.known_stock(item.id).is_none() {
                 self.gate.observe(item.id, item.stock_remaining);
             }
         }
-        self.pages.insert(id, (details.clone(), Instant::now()));
         Ok(self.with_live_stock(details))
     }
 
@@ -275,7 +319,6 @@ impl EventService {
                 item.stock_remaining = stock;
             }
         }
-        let now = domain::clock::now();
         let any_left = fresh.items.iter().any(|i| i.stock_remaining > 0);
         fresh.event.status = events::status_at(
             fresh.event.status,
@@ -283,7 +326,7 @@ impl EventService {
             fresh.event.end_time,
             !fresh.items.is_empty(),
             any_left,
-            now,
+            self.clock.now(),
         );
         Arc::new(fresh)
     }
@@ -339,18 +382,14 @@ impl EventService {
     }
 
     pub async fn attend(&self, principal: &Principal, id: Uuid) -> Result<bool> {
-        let outcome = self
-            .store
-            .attend(id, principal.user_id)
-            .await
-            .map_err(map_store)?;
-        self.pages.remove(&id);
+        let outcome = self.store.attend(id, principal.user_id).await?;
+        self.views.pages.invalidate(&id).await;
         Ok(outcome == Attendance::Joined)
     }
 
     pub async fn leave(&self, principal: &Principal, id: Uuid) -> Result<()> {
         self.store.leave(id, principal.user_id).await?;
-        self.pages.remove(&id);
+        self.views.pages.invalidate(&id).await;
         Ok(())
     }
 

@@ -10,13 +10,14 @@ use std::sync::Arc;
 
 use std::time::Duration;
 
+use domain::clock::Clock;
 use domain::cursor::CursorCodec;
-use domain::notify::notification_id;
+use domain::notify::{Notification, notification_id};
 use domain::page::{Page, PageRequest, Position, page_from_rows, page_request};
 use realtime::{Bus, Hub, Message};
 use serde_json::Value;
 use store::Store;
-use store::notifications::{NewNotification, Notification};
+use store::notifications::NewNotification;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -38,6 +39,7 @@ pub struct NotificationService {
     bus: Arc<dyn Bus>,
     hub: Arc<Hub>,
     cursors: CursorCodec,
+    clock: Clock,
     /// Poked after a write that put a message in the outbox.
     outbox_written: Arc<Notify>,
     /// With the in-process bus the relay stores history itself; with a
@@ -110,6 +112,7 @@ impl NotificationService {
         bus: Arc<dyn Bus>,
         hub: Arc<Hub>,
         cursors: CursorCodec,
+        clock: Clock,
         outbox_written: Arc<Notify>,
         inline_history: bool,
     ) -> Self {
@@ -118,6 +121,7 @@ impl NotificationService {
             bus,
             hub,
             cursors,
+            clock,
             outbox_written,
             inline_history,
         }
@@ -128,9 +132,10 @@ impl NotificationService {
     }
 
     /// The notifications to store for one message. Their time is the
-    /// message id's (a UUIDv7), so every process stores the same rows.
-    fn history_of(message_id: Uuid, payload: &Value) -> Vec<NewNotification> {
-        let created_at = written_at(message_id).unwrap_or_else(domain::clock::now);
+    /// message id's (a UUIDv7 of the writer's clock), so every process
+    /// stores the same rows.
+    fn history_of(&self, message_id: Uuid, payload: &Value) -> Vec<NewNotification> {
+        let created_at = written_at(message_id).unwrap_or_else(|| self.clock.now());
         let Some(kind) = payload.get("notification_type").and_then(Value::as_str) else {
             return Vec::new();
         };
@@ -160,7 +165,7 @@ impl NotificationService {
         if self.inline_history {
             let history: Vec<NewNotification> = pending
                 .iter()
-                .flat_map(|m| Self::history_of(m.id, &m.payload.0))
+                .flat_map(|m| self.history_of(m.id, &m.payload.0))
                 .collect();
             self.store.store_notifications(&history).await?;
         }
@@ -173,11 +178,11 @@ impl NotificationService {
             self.bus
                 .publish(message)
                 .await
-                .map_err(|e| Error::Internal(format!("publish failed: {e}")))?;
+                .map_err(|e| Error::Internal(e.into()))?;
         }
         let ids: Vec<Uuid> = pending.iter().map(|m| m.id).collect();
         self.store.mark_published(&ids).await?;
-        let lag = domain::clock::now() - pending[0].created_at;
+        let lag = self.clock.now() - pending[0].created_at;
         metrics::histogram!("swiftdrop_outbox_lag_seconds")
             .record(lag.num_microseconds().unwrap_or(0) as f64 / 1e6);
         Ok(pending.len())
@@ -254,7 +259,7 @@ impl NotificationService {
         self.route(message).await;
         // From the outbox write to the last of this process's sockets.
         if let Some(written) = written_at(message.id) {
-            let age = (domain::clock::now() - written).num_microseconds().unwrap_or(0);
+            let age = (self.clock.now() - written).num_microseconds().unwrap_or(0);
             metrics::histogram!("swiftdrop_push_seconds", "type" => kind).record(age.max(0) as f64 / 1e6);
         }
     }
@@ -302,7 +307,7 @@ impl NotificationService {
     /// Stores the history of one message taken from the broker (each is
     /// handled by one process; a redelivery stores nothing new).
     pub async fn store_history(&self, message: &Message) -> Result<()> {
-        let history = Self::history_of(message.id, &message.payload);
+        let history = self.history_of(message.id, &message.payload);
         Ok(self.store.store_notifications(&history).await?)
     }
 

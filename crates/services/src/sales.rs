@@ -11,16 +11,15 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
+use domain::clock::Clock;
 use domain::cursor::CursorCodec;
 use domain::events::is_on_sale;
 use domain::page::{Page, Position, page_from_rows, page_request};
-use domain::sales::{self, OrderStatus};
+use domain::sales::{self, LedgerLine, Order, OrderStatus, Reservation, ReserveOutcome, SalesStats};
 use domain::user::Role;
 use gates::{Admission, StockGate};
 use store::Store;
-use store::sales::{
-    ConfirmOutcome, LedgerLine, Order, Reservation, ReserveOutcome, Returned, SaleItem, SalesStats,
-};
+use store::sales::{ConfirmOutcome, Returned};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
@@ -32,8 +31,6 @@ use crate::{Error, Result};
 pub const DEFAULT_MAX_BATCH: usize = 256;
 /// How long an idle item's batcher waits before it stops.
 const BATCHER_IDLE: Duration = Duration::from_secs(30);
-/// How long the purchase path trusts its cached view of an item's event.
-const ITEM_TTL: Duration = Duration::from_secs(1);
 /// How old the gate's view may be before a sold-out answer re-reads stock
 /// (another process may have returned units).
 const GATE_REFRESH: Duration = Duration::from_secs(1);
@@ -58,9 +55,11 @@ pub struct SalesService {
     gate: Arc<StockGate>,
     events: Arc<EventService>,
     cursors: CursorCodec,
+    clock: Clock,
     default_ttl_seconds: i64,
     max_batch: usize,
-    items: DashMap<Uuid, (SaleItem, Instant)>,
+    /// One group-commit task per item being bought; each stops after
+    /// `BATCHER_IDLE` without work, so this holds only hot items.
     batchers: Arc<DashMap<Uuid, mpsc::Sender<Job>>>,
 }
 
@@ -78,6 +77,7 @@ impl SalesService {
         gate: Arc<StockGate>,
         events: Arc<EventService>,
         cursors: CursorCodec,
+        clock: Clock,
         default_ttl_seconds: i64,
         max_batch: usize,
     ) -> Self {
@@ -86,28 +86,11 @@ impl SalesService {
             gate,
             events,
             cursors,
+            clock,
             default_ttl_seconds,
             max_batch: max_batch.max(1),
-            items: DashMap::new(),
             batchers: Arc::new(DashMap::new()),
         }
-    }
-
-    async fn sale_item(&self, item_id: Uuid) -> Result<SaleItem> {
-        if let Some(entry) = self.items.get(&item_id)
-            && entry.1.elapsed() < ITEM_TTL
-        {
-            return Ok(entry.0.clone());
-        }
-        let item = self.store.sale_item(item_id).await?;
-        self.items.insert(item_id, (item.clone(), Instant::now()));
-        Ok(item)
-    }
-
-    /// Forgets the cached sale view of an event's items (it was edited,
-    /// opened or closed).
-    pub fn forget_items(&self) {
-        self.items.clear();
     }
 
     pub async fn purchase(
@@ -121,10 +104,10 @@ impl SalesService {
         if let Some(key) = &idempotency_key {
             sales::check_idempotency_key(key)?;
         }
-        let item = self.sale_item(item_id).await?;
+        let item = self.events.sale_item(item_id).await?;
         // The purchase path reads the clock itself: a late scheduler cannot
         // make it sell before the start or after the end.
-        if !is_on_sale(item.status, item.start_time, item.end_time, domain::clock::now()) {
+        if !is_on_sale(item.status, item.start_time, item.end_time, self.clock.now()) {
             return Err(not_live());
         }
         if let Some(key) = &idempotency_key
@@ -187,7 +170,8 @@ impl SalesService {
                 "you already hold this item's per-user limit",
             )),
             ReserveOutcome::NotLive => {
-                self.items.remove(&item_id);
+                // The cached view said on sale; the database disagreed.
+                self.events.changed(item.event_id).await;
                 Err(not_live())
             }
         }
@@ -236,7 +220,7 @@ impl SalesService {
                 Ok(()) => {
                     return answer
                         .await
-                        .map_err(|_| Error::Internal("reservation batch was dropped".into()))?;
+                        .map_err(|_| Error::internal("reservation batch was dropped"))?;
                 }
                 Err(mpsc::error::SendError(returned)) => {
                     self.batchers.remove_if(&item_id, |_, s| s.same_channel(&sender));
@@ -244,9 +228,7 @@ impl SalesService {
                 }
             }
         }
-        Err(Error::Internal(
-            "no reservation batcher accepted the request".into(),
-        ))
+        Err(Error::internal("no reservation batcher accepted the request"))
     }
 
     fn batcher(&self, item_id: Uuid) -> mpsc::Sender<Job> {
@@ -283,11 +265,11 @@ impl SalesService {
         if order.user_id != principal.user_id {
             return Err(Error::NotFound);
         }
-        match self.store.confirm_order(id, domain::clock::now()).await? {
+        match self.store.confirm_order(id).await? {
             ConfirmOutcome::Confirmed(order) => Ok(order),
             ConfirmOutcome::Expired(returned) => {
                 if let Some(returned) = returned {
-                    self.stock_returned(&returned);
+                    self.stock_returned(&returned).await;
                 }
                 Err(Error::conflict(
                     "reservation_expired",
@@ -304,8 +286,8 @@ impl SalesService {
         if order.user_id != principal.user_id && principal.role != Role::Admin {
             return Err(Error::NotFound);
         }
-        match self.store.cancel_order(id, domain::clock::now()).await? {
-            Some(returned) => self.stock_returned(&returned),
+        match self.store.cancel_order(id).await? {
+            Some(returned) => self.stock_returned(&returned).await,
             None if order.status == OrderStatus::Expired => {
                 return Err(Error::conflict(
                     "reservation_expired",
@@ -324,7 +306,7 @@ impl SalesService {
         loop {
             let returned = self.store.expire_due(now, CHUNK).await?;
             for r in &returned {
-                self.stock_returned(r);
+                self.stock_returned(r).await;
             }
             total += returned.len();
             if (returned.len() as i64) < CHUNK {
@@ -337,10 +319,10 @@ impl SalesService {
         Ok(self.store.next_expiry_at().await?)
     }
 
-    fn stock_returned(&self, returned: &Returned) {
+    async fn stock_returned(&self, returned: &Returned) {
         self.gate
             .observe(returned.event_item_id, returned.stock_remaining);
-        self.events.invalidate(returned.event_id);
+        self.events.stock_moved(returned.event_id).await;
     }
 
     pub async fn my_orders(
@@ -418,12 +400,7 @@ impl Batcher {
         let started = Instant::now();
         let result = self
             .store
-            .reserve_batch(
-                self.item_id,
-                &reservations,
-                domain::clock::now(),
-                self.default_ttl_seconds,
-            )
+            .reserve_batch(self.item_id, &reservations, self.default_ttl_seconds)
             .await;
         metrics::histogram!("swiftdrop_reserve_batch_seconds").record(started.elapsed().as_secs_f64());
         metrics::histogram!("swiftdrop_reserve_batch_size").record(jobs.len() as f64);
@@ -435,7 +412,7 @@ impl Batcher {
                     .iter()
                     .any(|o| matches!(o, ReserveOutcome::Reserved(_)))
                 {
-                    self.events.invalidate(batch.event_id);
+                    self.events.stock_moved(batch.event_id).await;
                 }
                 for (job, outcome) in jobs.into_iter().zip(batch.outcomes) {
                     let _ = job.reply.send(Ok(outcome));
@@ -443,11 +420,12 @@ impl Batcher {
             }
             Err(err) => {
                 // Each caller releases its own admitted units on an error.
-                tracing::error!(item = %self.item_id, %err, "reservation batch failed");
+                let cause = crate::error::error_chain(&err);
+                tracing::error!(item = %self.item_id, error = %cause, "reservation batch failed");
                 for job in jobs {
                     let _ = job
                         .reply
-                        .send(Err(Error::Internal(format!("reservation failed: {err}"))));
+                        .send(Err(Error::internal(format!("reservation failed: {cause}"))));
                 }
             }
         }

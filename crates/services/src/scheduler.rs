@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use domain::clock::Clock;
 use store::Store;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -20,7 +21,9 @@ pub struct Scheduler {
     pub store: Arc<dyn Store>,
     pub events: Arc<EventService>,
     pub sales: Arc<SalesService>,
-    /// Poked when an event's times change, so a nearer moment is not missed.
+    pub clock: Clock,
+    /// Poked when an event's times change (or a test moves the clock), so
+    /// a nearer moment is not missed.
     pub wake: Arc<Notify>,
 }
 
@@ -46,15 +49,9 @@ impl Scheduler {
 
     /// Applies everything due now; returns how long to sleep.
     pub async fn step(&self) -> crate::Result<Duration> {
-        let now = domain::clock::now();
+        let now = self.clock.now();
         let transitions = self.store.advance_statuses(now).await?;
-        if !transitions.is_empty() {
-            self.sales.forget_items();
-        }
-        for transition in &transitions {
-            tracing::info!(event = %transition.event_id, status = transition.status.as_str(), "event status changed");
-            self.events.invalidate(transition.event_id);
-        }
+        self.events.transitioned(&transitions).await;
         let expired = self.sales.expire_due(now).await?;
         if expired > 0 {
             tracing::info!(expired, "reservations expired; stock returned");
@@ -66,11 +63,11 @@ impl Scheduler {
         .into_iter()
         .flatten()
         .min();
-        let lag = domain::clock::now() - now;
+        let lag = self.clock.now() - now;
         metrics::histogram!("swiftdrop_scheduler_step_seconds")
             .record(lag.num_microseconds().unwrap_or(0) as f64 / 1e6);
         Ok(match next {
-            Some(at) => (at - domain::clock::now())
+            Some(at) => (at - self.clock.now())
                 .to_std()
                 .unwrap_or(Duration::ZERO)
                 .min(MAX_SLEEP),

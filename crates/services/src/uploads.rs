@@ -106,7 +106,7 @@ impl UploadService {
         self.objects
             .put(&ObjectPath::from(key.as_str()), bytes.into())
             .await
-            .map_err(|e| Error::Internal(format!("object store put failed: {e}")))?;
+            .map_err(|e| Error::Internal(e.into()))?;
         self.store
             .record_upload(NewUpload {
                 key: key.clone(),
@@ -135,12 +135,9 @@ impl UploadService {
         let object = match self.objects.get(&ObjectPath::from(key)).await {
             Ok(object) => object,
             Err(object_store::Error::NotFound { .. }) => return Err(Error::NotFound),
-            Err(e) => return Err(Error::Internal(format!("object store get failed: {e}"))),
+            Err(e) => return Err(Error::Internal(e.into())),
         };
-        let bytes = object
-            .bytes()
-            .await
-            .map_err(|e| Error::Internal(format!("object store read failed: {e}")))?;
+        let bytes = object.bytes().await.map_err(|e| Error::Internal(e.into()))?;
         Ok((bytes, kind.content_type()))
     }
 }

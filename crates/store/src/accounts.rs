@@ -3,81 +3,14 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::page::PageRequest;
-use domain::user::Role;
-use serde::Serialize;
-use sqlx::FromRow;
+use domain::user::{
+    AdminUpdate, AuthState, Credentials, NewUser, ProfileUpdate, Role, User, UserCounts, UserFilter,
+};
 use uuid::Uuid;
 
 use crate::db::{BeginWrite, contains_pattern};
+use crate::tx::{NewRefreshToken, TransactionSteps};
 use crate::{Result, SqlStore, StoreError};
-
-#[derive(Debug, Clone, FromRow, Serialize)]
-pub struct User {
-    pub id: Uuid,
-    pub email: String,
-    pub username: String,
-    pub full_name: Option<String>,
-    pub display_name: Option<String>,
-    #[serde(skip)]
-    pub password_hash: String,
-    #[sqlx(try_from = "String")]
-    pub role: Role,
-    pub is_active: bool,
-    pub is_verified: bool,
-    pub weight: f64,
-    #[serde(skip)]
-    pub token_epoch: i64,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-pub struct NewUser {
-    pub email: String,
-    pub username: String,
-    pub full_name: Option<String>,
-    pub password_hash: String,
-    pub role: Role,
-    pub is_verified: bool,
-}
-
-/// A profile edit: `Some` fields change, `None` fields stay.
-#[derive(Debug, Default)]
-pub struct ProfileUpdate {
-    pub display_name: Option<Option<String>>,
-    pub full_name: Option<Option<String>>,
-}
-
-/// An admin edit of the fields a user cannot set on themselves.
-#[derive(Debug, Default)]
-pub struct AdminUpdate {
-    pub role: Option<Role>,
-    pub weight: Option<f64>,
-}
-
-#[derive(Debug, Default)]
-pub struct UserFilter {
-    pub search: Option<String>,
-    pub role: Option<Role>,
-    pub is_active: Option<bool>,
-}
-
-/// What the token check needs to know about a user, cached per process.
-#[derive(Debug, Clone)]
-pub struct AuthState {
-    pub role: Role,
-    pub is_active: bool,
-    pub token_epoch: i64,
-    /// Sessions revoked recently enough that their access tokens could still
-    /// be unexpired.
-    pub revoked_sessions: Vec<Uuid>,
-}
-
-/// A refresh token about to be stored (only its hash is kept).
-pub struct NewRefreshToken {
-    pub id: Uuid,
-    pub token_hash: String,
-    pub expires_at: DateTime<Utc>,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RefreshOutcome {
@@ -94,9 +27,11 @@ pub enum RefreshOutcome {
 pub trait AccountStore {
     async fn create_user(&self, user: NewUser) -> Result<User>;
     async fn user_by_id(&self, id: Uuid) -> Result<User>;
-    /// Finds a user by email (when `login` holds an `@`) or by username,
-    /// case-insensitively.
-    async fn user_by_login(&self, login: &str) -> Result<User>;
+    /// Finds a user and their password hash by email (when `login` holds an
+    /// `@`) or by username, case-insensitively.
+    async fn user_by_login(&self, login: &str) -> Result<Credentials>;
+    /// The password hash of a user, to check their current password.
+    async fn password_hash(&self, id: Uuid) -> Result<String>;
     async fn update_profile(&self, id: Uuid, update: ProfileUpdate) -> Result<User>;
     async fn update_by_admin(&self, id: Uuid, update: AdminUpdate) -> Result<User>;
     /// Sets a new password hash, moves the user to a new token epoch and
@@ -106,8 +41,8 @@ pub trait AccountStore {
     async fn set_active(&self, id: Uuid, active: bool) -> Result<User>;
     async fn list_users(&self, filter: &UserFilter, page: &PageRequest<DateTime<Utc>>) -> Result<Vec<User>>;
     async fn auth_state(&self, user_id: Uuid, revoked_since: DateTime<Utc>) -> Result<AuthState>;
-    /// (total, active, admins), counted by the database.
-    async fn user_counts(&self) -> Result<(i64, i64, i64)>;
+    /// Users by kind, counted by the database.
+    async fn user_counts(&self) -> Result<UserCounts>;
 
     async fn create_session(&self, user_id: Uuid, session_id: Uuid, refresh: NewRefreshToken) -> Result<()>;
     async fn rotate_refresh_token(&self, token_hash: &str, next: NewRefreshToken) -> Result<RefreshOutcome>;
@@ -116,13 +51,13 @@ pub trait AccountStore {
     async fn session_of_refresh_token(&self, user_id: Uuid, token_hash: &str) -> Result<Option<Uuid>>;
 }
 
-const USER_COLUMNS: &str = "id, email, username, full_name, display_name, password_hash, role, \
+const USER_COLUMNS: &str = "id, email, username, full_name, display_name, role, \
      is_active, is_verified, weight, token_epoch, created_at, updated_at";
 
 #[async_trait]
 impl AccountStore for SqlStore {
     async fn create_user(&self, user: NewUser) -> Result<User> {
-        let now = domain::clock::now();
+        let now = self.clock.now();
         let sql = format!(
             "INSERT INTO users (id, email, username, full_name, password_hash, role, is_verified, \
              created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING {USER_COLUMNS}"
@@ -148,14 +83,21 @@ impl AccountStore for SqlStore {
             .await?))
     }
 
-    async fn user_by_login(&self, login: &str) -> Result<User> {
+    async fn user_by_login(&self, login: &str) -> Result<Credentials> {
         let sql = if login.contains('@') {
-            format!("SELECT {USER_COLUMNS} FROM users WHERE email = lower($1)")
+            format!("SELECT {USER_COLUMNS}, password_hash FROM users WHERE email = lower($1)")
         } else {
-            format!("SELECT {USER_COLUMNS} FROM users WHERE lower(username) = lower($1)")
+            format!("SELECT {USER_COLUMNS}, password_hash FROM users WHERE lower(username) = lower($1)")
         };
         on_pool!(self, pool => Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(login.trim())
+            .fetch_one(pool)
+            .await?))
+    }
+
+    async fn password_hash(&self, id: Uuid) -> Result<String> {
+        on_pool!(self, pool => Ok(sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
+            .bind(id)
             .fetch_one(pool)
             .await?))
     }
@@ -176,7 +118,7 @@ impl AccountStore for SqlStore {
             .bind(display)
             .bind(set_full)
             .bind(full)
-            .bind(domain::clock::now())
+            .bind(self.clock.now())
             .fetch_one(pool)
             .await?))
     }
@@ -190,13 +132,13 @@ impl AccountStore for SqlStore {
             .bind(id)
             .bind(update.role.map(Role::as_str))
             .bind(update.weight)
-            .bind(domain::clock::now())
+            .bind(self.clock.now())
             .fetch_one(pool)
             .await?))
     }
 
     async fn change_password(&self, id: Uuid, password_hash: &str) -> Result<User> {
-        let now = domain::clock::now();
+        let now = self.clock.now();
         let sql = format!(
             "UPDATE users SET password_hash = $2, token_epoch = token_epoch + 1, updated_at = $3 \
              WHERE id = $1 RETURNING {USER_COLUMNS}"
@@ -220,7 +162,7 @@ impl AccountStore for SqlStore {
     }
 
     async fn set_active(&self, id: Uuid, active: bool) -> Result<User> {
-        let now = domain::clock::now();
+        let now = self.clock.now();
         let sql = format!(
             "UPDATE users SET is_active = $2, \
                token_epoch = CASE WHEN $2 THEN token_epoch ELSE token_epoch + 1 END, updated_at = $3 \
@@ -299,11 +241,11 @@ impl AccountStore for SqlStore {
         })
     }
 
-    async fn user_counts(&self) -> Result<(i64, i64, i64)> {
+    async fn user_counts(&self) -> Result<UserCounts> {
         on_pool!(self, pool => Ok(sqlx::query_as(
-            "SELECT COUNT(*), \
-               CAST(COALESCE(SUM(CASE WHEN is_active THEN 1 ELSE 0 END), 0) AS BIGINT), \
-               CAST(COALESCE(SUM(CASE WHEN role = 'admin' THEN 1 ELSE 0 END), 0) AS BIGINT) \
+            "SELECT COUNT(*) AS total, \
+               CAST(COALESCE(SUM(CASE WHEN is_active THEN 1 ELSE 0 END), 0) AS BIGINT) AS active, \
+               CAST(COALESCE(SUM(CASE WHEN role = 'admin' THEN 1 ELSE 0 END), 0) AS BIGINT) AS admins \
              FROM users",
         )
         .fetch_one(pool)
@@ -311,7 +253,7 @@ impl AccountStore for SqlStore {
     }
 
     async fn create_session(&self, user_id: Uuid, session_id: Uuid, refresh: NewRefreshToken) -> Result<()> {
-        let now = domain::clock::now();
+        let now = self.clock.now();
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             sqlx::query("INSERT INTO sessions (id, user_id, created_at) VALUES ($1, $2, $3)")
@@ -320,14 +262,14 @@ impl AccountStore for SqlStore {
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
-            insert_refresh_token!(&mut *tx, user_id, session_id, refresh, now)?;
+            tx.insert_refresh_token(user_id, session_id, &refresh, now).await?;
             tx.commit().await?;
             Ok(())
         })
     }
 
     async fn rotate_refresh_token(&self, token_hash: &str, next: NewRefreshToken) -> Result<RefreshOutcome> {
-        let now = domain::clock::now();
+        let now = self.clock.now();
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             // Spending the token is the first write, so two racing refreshes
@@ -344,7 +286,7 @@ impl AccountStore for SqlStore {
             .await?;
             let outcome = match spent {
                 Some((user_id, session_id)) => {
-                    insert_refresh_token!(&mut *tx, user_id, session_id, next, now)?;
+                    tx.insert_refresh_token(user_id, session_id, &next, now).await?;
                     RefreshOutcome::Rotated { user_id, session_id }
                 }
                 None => {
@@ -378,7 +320,7 @@ impl AccountStore for SqlStore {
             sqlx::query("UPDATE sessions SET revoked_at = $3 WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL")
                 .bind(session_id)
                 .bind(user_id)
-                .bind(domain::clock::now())
+                .bind(self.clock.now())
                 .execute(pool)
                 .await?;
             Ok(())
@@ -395,26 +337,6 @@ impl AccountStore for SqlStore {
         .await?))
     }
 }
-
-const INSERT_REFRESH_TOKEN: &str = "INSERT INTO refresh_tokens \
-     (id, session_id, user_id, token_hash, expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6)";
-
-/// Stores a refresh token inside the caller's transaction (a macro rather
-/// than a function: the transaction's type differs per driver).
-macro_rules! insert_refresh_token {
-    ($tx:expr, $user_id:expr, $session_id:expr, $token:expr, $now:expr) => {
-        sqlx::query(INSERT_REFRESH_TOKEN)
-            .bind($token.id)
-            .bind($session_id)
-            .bind($user_id)
-            .bind(&$token.token_hash)
-            .bind($token.expires_at)
-            .bind($now)
-            .execute($tx)
-            .await
-    };
-}
-use insert_refresh_token;
 
 /// `Some(value)` sets the column (a blank string clears it); `None` leaves it.
 fn split_update(update: Option<Option<String>>) -> (bool, Option<String>) {

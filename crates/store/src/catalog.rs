@@ -2,34 +2,15 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use domain::catalog::ProductInput;
+use domain::catalog::{Product, ProductInput, Review, WishlistEntry, name_key};
 use domain::page::PageRequest;
 use serde::Serialize;
-use sqlx::FromRow;
 use sqlx::types::Json;
 use uuid::Uuid;
 
 use crate::db::{BeginWrite, contains_pattern};
+use crate::tx::{Tagged, TransactionSteps};
 use crate::{Backend, Result, SqlStore, Store, StoreError};
-
-#[derive(Debug, Clone, FromRow, Serialize)]
-pub struct Product {
-    pub id: Uuid,
-    pub name: String,
-    /// The lower-cased name the name order sorts on.
-    #[serde(skip)]
-    pub name_key: String,
-    pub description: String,
-    pub category: String,
-    pub tags: Json<Vec<String>>,
-    pub price_cents: i64,
-    pub currency: String,
-    pub image_url: Option<String>,
-    pub average_rating: f64,
-    pub review_count: i64,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
 
 const PRODUCT_COLUMNS: &str = "id, name, name_key, description, category, tags, price_cents, currency, image_url, \
      average_rating, review_count, created_at, updated_at";
@@ -94,12 +75,6 @@ impl ProductSort {
     }
 }
 
-/// The key the name order sorts on, computed once when the name is written
-/// (the same folding on both databases).
-pub fn name_key(name: &str) -> String {
-    name.to_lowercase()
-}
-
 /// A sort key value in a keyset position.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
@@ -127,37 +102,18 @@ pub struct ProductListing {
     pub page: PageRequest<SortKey>,
 }
 
-#[derive(Debug, Clone, FromRow, Serialize)]
-pub struct Review {
-    pub id: Uuid,
-    pub product_id: Uuid,
-    pub user_id: Uuid,
-    pub username: String,
-    pub rating: i64,
-    pub comment: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Upserted {
     Created,
     Updated,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct ReviewSummary {
     pub count: i64,
     pub rating_sum: i64,
     /// Reviews per rating, index 0 for rating 1.
     pub histogram: [i64; 5],
-}
-
-#[derive(Debug, Clone, FromRow)]
-pub struct WishlistEntry {
-    #[sqlx(flatten)]
-    pub product: Product,
-    pub added_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone)]
@@ -238,7 +194,7 @@ impl CatalogStore for SqlStore {
             let mut ids = Vec::with_capacity(products.len());
             for product in products {
                 let id = Uuid::now_v7();
-                let now = domain::clock::now();
+                let now = self.clock.now();
                 sqlx::query(
                     "INSERT INTO products (id, name, description, category, tags, price_cents, currency, \
                      image_url, created_at, updated_at, name_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10)",
@@ -255,7 +211,7 @@ impl CatalogStore for SqlStore {
                 .bind(name_key(&product.name))
                 .execute(&mut *tx)
                 .await?;
-                insert_tags!(tx, "INSERT INTO product_tags (tag, product_id) VALUES ($1, $2)", id, product.tags);
+                tx.replace_tags(Tagged::Product, id, &product.tags).await?;
                 ids.push(id);
             }
             tx.commit().await?;
@@ -280,15 +236,11 @@ impl CatalogStore for SqlStore {
                 .bind(product.price_cents)
                 .bind(&product.currency)
                 .bind(&product.image_url)
-                .bind(domain::clock::now())
+                .bind(self.clock.now())
                 .bind(name_key(&product.name))
                 .fetch_one(&mut *tx)
                 .await?;
-            sqlx::query("DELETE FROM product_tags WHERE product_id = $1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            insert_tags!(tx, "INSERT INTO product_tags (tag, product_id) VALUES ($1, $2)", id, product.tags);
+            tx.replace_tags(Tagged::Product, id, &product.tags).await?;
             tx.commit().await?;
             Ok(updated)
         })
@@ -298,7 +250,7 @@ impl CatalogStore for SqlStore {
         on_pool!(self, pool => {
             let done = sqlx::query("UPDATE products SET deleted_at = $2 WHERE id = $1 AND deleted_at IS NULL")
                 .bind(id)
-                .bind(domain::clock::now())
+                .bind(self.clock.now())
                 .execute(pool)
                 .await?;
             if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
@@ -364,7 +316,7 @@ impl CatalogStore for SqlStore {
         rating: i64,
         comment: Option<String>,
     ) -> Result<(Review, Upserted)> {
-        let now = domain::clock::now();
+        let now = self.clock.now();
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             // Writing the product row first locks it (a row lock on
@@ -482,7 +434,7 @@ impl CatalogStore for SqlStore {
             )
             .bind(user_id)
             .bind(product_id)
-            .bind(domain::clock::now())
+            .bind(self.clock.now())
             .execute(pool)
             .await?;
             if done.rows_affected() == 0 {
@@ -575,7 +527,7 @@ impl CatalogStore for SqlStore {
             .bind(&upload.content_type)
             .bind(upload.size_bytes)
             .bind(upload.user_id)
-            .bind(domain::clock::now())
+            .bind(self.clock.now())
             .execute(pool)
             .await?;
             Ok(())

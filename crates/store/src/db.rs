@@ -1,6 +1,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use domain::clock::Clock;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
@@ -39,19 +40,6 @@ macro_rules! on_pool {
     };
 }
 
-/// Inserts one `(tag, owner)` row per tag inside the caller's transaction.
-macro_rules! insert_tags {
-    ($tx:ident, $sql:literal, $owner:expr, $tags:expr) => {
-        for tag in &$tags {
-            sqlx::query($sql)
-                .bind(tag)
-                .bind($owner)
-                .execute(&mut *$tx)
-                .await?;
-        }
-    };
-}
-
 /// Starts a transaction that will write. SQLite must take the write lock
 /// up front (`BEGIN IMMEDIATE`): a deferred transaction that reads and then
 /// writes can fail with "database is locked" instead of waiting its turn.
@@ -77,6 +65,8 @@ impl BeginWrite for PgPool {
 /// The SQL implementation of [`Store`] for both databases.
 pub struct SqlStore {
     pub(crate) pool: Pool,
+    /// The process's clock: every time the store writes comes from it.
+    pub(crate) clock: Clock,
 }
 
 /// How to open the database.
@@ -90,14 +80,14 @@ pub struct ConnectOptions {
 
 impl SqlStore {
     /// Opens the database named by the URL and runs pending migrations.
-    pub async fn connect(options: &ConnectOptions) -> Result<SqlStore> {
-        let store = Self::open(options).await?;
+    pub async fn connect(options: &ConnectOptions, clock: Clock) -> Result<SqlStore> {
+        let store = Self::open(options, clock).await?;
         store.migrate().await?;
         Ok(store)
     }
 
     /// Opens the database without touching its schema.
-    pub async fn open(options: &ConnectOptions) -> Result<SqlStore> {
+    pub async fn open(options: &ConnectOptions, clock: Clock) -> Result<SqlStore> {
         let url = options.url.as_str();
         let pool = if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let connect = PgConnectOptions::from_str(url)?;
@@ -124,7 +114,12 @@ impl SqlStore {
                     .await?,
             )
         };
-        Ok(SqlStore { pool })
+        Ok(SqlStore { pool, clock })
+    }
+
+    /// A fresh outbox message id: a UUIDv7 of the store's clock.
+    pub(crate) fn message_id(&self) -> uuid::Uuid {
+        self.clock.new_id()
     }
 
     /// Applies the embedded migrations of this backend.

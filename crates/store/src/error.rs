@@ -6,22 +6,27 @@ pub enum StoreError {
     /// A unique constraint refused the write; the field names what clashed.
     #[error("{0} is already taken")]
     Conflict(&'static str),
-    /// The data refers to something missing or breaks a stored rule; the
-    /// field says which input is at fault.
-    #[error("{field}: {message}")]
-    Invalid { field: String, message: String },
-    /// The row is in a state that refuses this change.
-    #[error("not editable in its current state")]
-    NotEditable,
-    /// A capacity guard refused the write.
-    #[error("full")]
-    Full,
+    /// A rule of `domain`, applied to the rows as the transaction read
+    /// them, turned the change down (or a capacity guard did).
+    #[error(transparent)]
+    Rejected(#[from] domain::Rejection),
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
     #[error("database error: {0}")]
     Database(#[source] sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl StoreError {
+    /// The input names something that is not there (e.g. a product id).
+    pub fn invalid(field: &str, message: impl Into<String>) -> StoreError {
+        StoreError::Rejected(domain::Rejection::invalid(field, message))
+    }
+
+    pub fn refused(refusal: domain::Refusal) -> StoreError {
+        StoreError::Rejected(domain::Rejection::Refused(refusal))
+    }
 }
 
 impl From<sqlx::Error> for StoreError {

@@ -3,64 +3,42 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use domain::events::{EventFields, EventStatus, ItemInput, Near};
+use domain::events::{
+    Comment, Event, EventFields, EventInput, EventItem, EventPatch, EventStatus, ItemInput, Near,
+};
 use domain::notify::EventAction;
 use domain::page::PageRequest;
-use sqlx::FromRow;
+use domain::{Refusal, Rejection};
 use sqlx::types::Json;
 use uuid::Uuid;
 
 use crate::db::{BeginWrite, contains_pattern};
-use crate::{Result, SqlStore, StoreError};
-
-#[derive(Debug, Clone, FromRow)]
-pub struct Event {
-    pub id: Uuid,
-    pub title: String,
-    pub description: String,
-    pub location: String,
-    pub start_time: DateTime<Utc>,
-    pub end_time: DateTime<Utc>,
-    pub tags: Json<Vec<String>>,
-    pub max_attendees: Option<i64>,
-    pub attendee_count: i64,
-    #[sqlx(try_from = "String")]
-    pub status: EventStatus,
-    pub attachment_url: Option<String>,
-    pub latitude: Option<f64>,
-    pub longitude: Option<f64>,
-    pub reservation_ttl_seconds: Option<i64>,
-    pub created_by: Uuid,
-    pub created_by_username: String,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
+use crate::tx::{Outgoing, Tagged, TransactionSteps};
+use crate::{Backend, Result, SqlStore, Store, StoreError};
 
 const EVENT_SELECT: &str = "SELECT e.id, e.title, e.description, e.location, e.start_time, e.end_time, e.tags, \
      e.max_attendees, e.attendee_count, e.status, e.attachment_url, e.latitude, e.longitude, \
      e.reservation_ttl_seconds, e.created_by, u.username AS created_by_username, e.created_at, e.updated_at \
      FROM events e JOIN users u ON u.id = e.created_by";
 
-#[derive(Debug, Clone, FromRow)]
-pub struct EventItem {
-    pub id: Uuid,
-    pub event_id: Uuid,
-    pub product_id: Uuid,
-    pub name: String,
-    pub price_cents: i64,
-    pub currency: String,
-    pub stock_total: i64,
-    pub stock_remaining: i64,
-    pub per_user_limit: Option<i64>,
-}
-
 const ITEM_SELECT: &str = "SELECT i.id, i.event_id, i.product_id, p.name, i.price_cents, i.currency, \
      i.stock_total, i.stock_remaining, i.per_user_limit FROM event_items i JOIN products p ON p.id = i.product_id";
 
-/// The drop part of an event write: items replace the event's items.
+/// The drop part of an event write: the items the event should have.
 pub struct DropItems<'a> {
     pub items: &'a [ItemInput],
     pub reservation_ttl_seconds: Option<i64>,
+}
+
+/// An edit of an event, applied to the row as the transaction reads it.
+pub enum EventChange<'a> {
+    /// Every field anew (PUT); with `drop`, the items too.
+    Replace {
+        input: EventInput,
+        drop: Option<DropItems<'a>>,
+    },
+    /// Only the fields given (PATCH), maybe canceling the event.
+    Patch(EventPatch),
 }
 
 #[derive(Debug, Default, Clone)]
@@ -77,17 +55,6 @@ pub struct EventFilter {
 pub enum Attendance {
     Joined,
     AlreadyAttending,
-}
-
-#[derive(Debug, Clone, FromRow)]
-pub struct Comment {
-    pub id: Uuid,
-    pub event_id: Uuid,
-    pub parent_id: Option<Uuid>,
-    pub user_id: Uuid,
-    pub username: String,
-    pub body: String,
-    pub created_at: DateTime<Utc>,
 }
 
 const COMMENT_COLUMNS: &str = "c.id, c.event_id, c.parent_id, c.user_id, u.username, c.body, c.created_at";
@@ -107,15 +74,10 @@ pub trait EventStore {
         created_by: Uuid,
         drop: Option<DropItems<'_>>,
     ) -> Result<Event>;
-    /// Updates the community fields; with `drop`, also replaces the items,
-    /// which is only allowed while the event is scheduled.
-    async fn update_event(
-        &self,
-        id: Uuid,
-        actor: Uuid,
-        fields: &EventFields,
-        drop: Option<DropItems<'_>>,
-    ) -> Result<Event>;
+    /// Applies `change` in one transaction: the event row is read (locked),
+    /// the edit validated against it (`domain::events::validate_update`,
+    /// `check_edit`), written and announced.
+    async fn update_event(&self, id: Uuid, actor: Uuid, change: EventChange<'_>) -> Result<Event>;
     /// Soft-deletes the event and cancels its open reservations (their
     /// stock returns, keeping every item's count whole).
     async fn delete_event(&self, id: Uuid, actor: Uuid) -> Result<()>;
@@ -156,84 +118,32 @@ pub trait EventStore {
     async fn next_transition_at(&self) -> Result<Option<DateTime<Utc>>>;
 }
 
-/// Writes the outbox message of an event change inside the caller's
-/// transaction: who acted, and (but for a creation, which goes to everyone)
-/// the recipients as of this change: the subscribers and the creator.
-macro_rules! announce {
-    ($tx:ident, $action:expr, $event_id:expr, $actor:expr, $now:expr) => {{
-        let (title, creator): (String, Uuid) =
-            sqlx::query_as("SELECT title, created_by FROM events WHERE id = $1")
-                .bind($event_id)
-                .fetch_one(&mut *$tx)
-                .await?;
-        let username: String = sqlx::query_scalar("SELECT username FROM users WHERE id = $1")
-            .bind($actor)
-            .fetch_one(&mut *$tx)
-            .await?;
-        let mut recipients: Vec<Uuid> = Vec::new();
-        if !$action.is_broadcast() {
-            recipients = sqlx::query_scalar("SELECT user_id FROM event_subscriptions WHERE event_id = $1")
-                .bind($event_id)
-                .fetch_all(&mut *$tx)
-                .await?;
-            if !recipients.contains(&creator) {
-                recipients.push(creator);
-            }
-        }
-        let message = domain::notify::event_message($action, $event_id, &title, &username, $now, &recipients);
-        write_outbox!($tx, $action.notification_type(), message, $now);
-    }};
-}
-
 /// Binds the community fields of an event, in column order, after the
 /// query's earlier parameters (insert and update share the order).
-macro_rules! bind_fields {
-    ($query:expr, $fields:expr) => {
-        $query
-            .bind(&$fields.title)
-            .bind(&$fields.description)
-            .bind(&$fields.location)
-            .bind($fields.start_time)
-            .bind($fields.end_time)
-            .bind(Json(&$fields.tags))
-            .bind($fields.max_attendees)
-            .bind(&$fields.attachment_url)
-            .bind($fields.coordinates.map(|c| c.latitude))
-            .bind($fields.coordinates.map(|c| c.longitude))
-    };
-}
-
-/// Stores a drop's items inside the caller's transaction, taking each
-/// item's currency from its product (which must exist).
-macro_rules! insert_items {
-    ($tx:ident, $event_id:expr, $items:expr, $now:expr) => {
-        for (position, item) in $items.iter().enumerate() {
-            let currency: Option<String> =
-                sqlx::query_scalar("SELECT currency FROM products WHERE id = $1 AND deleted_at IS NULL")
-                    .bind(item.product_id)
-                    .fetch_optional(&mut *$tx)
-                    .await?;
-            let currency = currency.ok_or_else(|| StoreError::Invalid {
-                field: format!("items[{position}].product_id"),
-                message: "no such product".into(),
-            })?;
-            sqlx::query(
-                "INSERT INTO event_items (id, event_id, product_id, price_cents, currency, stock_total, \
-                 stock_remaining, per_user_limit, position, created_at) VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $9)",
-            )
-            .bind(Uuid::now_v7())
-            .bind($event_id)
-            .bind(item.product_id)
-            .bind(item.price_cents)
-            .bind(currency)
-            .bind(item.stock)
-            .bind(item.per_user_limit)
-            .bind(position as i64)
-            .bind($now)
-            .execute(&mut *$tx)
-            .await?;
-        }
-    };
+fn bind_fields<'q, DB>(
+    query: sqlx::query::Query<'q, DB, DB::Arguments>,
+    fields: &'q EventFields,
+) -> sqlx::query::Query<'q, DB, DB::Arguments>
+where
+    DB: sqlx::Database,
+    String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    DateTime<Utc>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Json<&'q Vec<String>>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<i64>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<String>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<f64>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    query
+        .bind(fields.title.clone())
+        .bind(fields.description.clone())
+        .bind(fields.location.clone())
+        .bind(fields.start_time)
+        .bind(fields.end_time)
+        .bind(Json(&fields.tags))
+        .bind(fields.max_attendees)
+        .bind(fields.attachment_url.clone())
+        .bind(fields.coordinates.map(|c| c.latitude))
+        .bind(fields.coordinates.map(|c| c.longitude))
 }
 
 /// Binds a list of values separated by commas.
@@ -256,7 +166,8 @@ impl EventStore for SqlStore {
         drop: Option<DropItems<'_>>,
     ) -> Result<Event> {
         let id = Uuid::now_v7();
-        let now = domain::clock::now();
+        let now = self.clock.now();
+        let announcement = self.message_id();
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             let insert = sqlx::query(
@@ -264,17 +175,17 @@ impl EventStore for SqlStore {
                  attachment_url, latitude, longitude, reservation_ttl_seconds, created_by, status, created_at, updated_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'scheduled', $14, $14)",
             );
-            bind_fields!(insert.bind(id), fields)
-            .bind(drop.as_ref().and_then(|d| d.reservation_ttl_seconds))
-            .bind(created_by)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            insert_tags!(tx, "INSERT INTO event_tags (tag, event_id) VALUES ($1, $2)", id, fields.tags);
+            bind_fields(insert.bind(id), fields)
+                .bind(drop.as_ref().and_then(|d| d.reservation_ttl_seconds))
+                .bind(created_by)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            tx.replace_tags(Tagged::Event, id, &fields.tags).await?;
             if let Some(drop) = &drop {
-                insert_items!(tx, id, drop.items, now);
+                tx.store_items(id, drop.items, now).await?;
             }
-            announce!(tx, EventAction::Created, id, created_by, now);
+            tx.announce(announcement, EventAction::Created, id, created_by, now).await?;
             let event: Event = sqlx::query_as(sqlx::AssertSqlSafe(format!("{EVENT_SELECT} WHERE e.id = $1")))
                 .bind(id)
                 .fetch_one(&mut *tx)
@@ -284,55 +195,59 @@ impl EventStore for SqlStore {
         })
     }
 
-    async fn update_event(
-        &self,
-        id: Uuid,
-        actor: Uuid,
-        fields: &EventFields,
-        drop: Option<DropItems<'_>>,
-    ) -> Result<Event> {
-        let now = domain::clock::now();
+    async fn update_event(&self, id: Uuid, actor: Uuid, change: EventChange<'_>) -> Result<Event> {
+        let now = self.clock.now();
+        let ids = [self.message_id(), self.message_id()];
+        // PostgreSQL locks the row for the read-decide-write; SQLite's
+        // BEGIN IMMEDIATE already holds the write lock.
+        let lock = if self.backend() == Backend::Postgres {
+            " FOR UPDATE OF e"
+        } else {
+            ""
+        };
+        let select = format!("{EVENT_SELECT} WHERE e.id = $1 AND e.deleted_at IS NULL{lock}");
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            let status: Option<String> = sqlx::query_scalar("SELECT status FROM events WHERE id = $1 AND deleted_at IS NULL")
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?;
-            let status = EventStatus::try_from(status.ok_or(StoreError::NotFound)?).map_err(StoreError::Corrupt)?;
-            if drop.is_some() && status != EventStatus::Scheduled {
-                return Err(StoreError::NotEditable);
-            }
-            let attending: i64 = sqlx::query_scalar("SELECT attendee_count FROM events WHERE id = $1")
+            let current: Event = sqlx::query_as(sqlx::AssertSqlSafe(select))
                 .bind(id)
                 .fetch_one(&mut *tx)
                 .await?;
-            if fields.max_attendees.is_some_and(|max| max < attending) {
-                return Err(StoreError::Invalid {
-                    field: "max_attendees".into(),
-                    message: format!("must be at least the {attending} people already attending"),
-                });
+            let (input, drop, cancel) = match change {
+                EventChange::Replace { input, drop } => (input, drop, false),
+                EventChange::Patch(patch) => {
+                    let cancel = patch.cancel;
+                    (patch.apply(current.input()), None, cancel)
+                }
+            };
+            let fields = domain::events::validate_update(&current, input, now).map_err(Rejection::Invalid)?;
+            domain::events::check_edit(&current, &fields, drop.is_some(), now)?;
+            if cancel && current.status.is_final() {
+                return Err(StoreError::refused(Refusal::EventNotEditable));
             }
             let update = sqlx::query(
                 "UPDATE events SET title = $2, description = $3, location = $4, start_time = $5, end_time = $6, \
                  tags = $7, max_attendees = $8, attachment_url = $9, latitude = $10, longitude = $11, updated_at = $12 \
                  WHERE id = $1",
             );
-            bind_fields!(update.bind(id), fields)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query("DELETE FROM event_tags WHERE event_id = $1").bind(id).execute(&mut *tx).await?;
-            insert_tags!(tx, "INSERT INTO event_tags (tag, event_id) VALUES ($1, $2)", id, fields.tags);
+            bind_fields(update.bind(id), &fields).bind(now).execute(&mut *tx).await?;
+            tx.replace_tags(Tagged::Event, id, &fields.tags).await?;
             if let Some(drop) = &drop {
                 sqlx::query("UPDATE events SET reservation_ttl_seconds = $2 WHERE id = $1")
                     .bind(id)
                     .bind(drop.reservation_ttl_seconds)
                     .execute(&mut *tx)
                     .await?;
-                sqlx::query("DELETE FROM event_items WHERE event_id = $1").bind(id).execute(&mut *tx).await?;
-                insert_items!(tx, id, drop.items, now);
+                tx.store_items(id, drop.items, now).await?;
             }
-            announce!(tx, EventAction::Updated, id, actor, now);
+            if cancel {
+                sqlx::query("UPDATE events SET status = 'canceled' WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                let status = domain::notify::status_message(id, EventStatus::Canceled.as_str());
+                tx.write_outbox(Outgoing { id: ids[1], topic: "event.status", payload: status }, now).await?;
+            }
+            tx.announce(ids[0], EventAction::Updated, id, actor, now).await?;
             let event: Event = sqlx::query_as(sqlx::AssertSqlSafe(format!("{EVENT_SELECT} WHERE e.id = $1")))
                 .bind(id)
                 .fetch_one(&mut *tx)
@@ -343,7 +258,8 @@ impl EventStore for SqlStore {
     }
 
     async fn delete_event(&self, id: Uuid, actor: Uuid) -> Result<()> {
-        let now = domain::clock::now();
+        let now = self.clock.now();
+        let announcement = self.message_id();
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             let done = sqlx::query(
@@ -367,13 +283,9 @@ impl EventStore for SqlStore {
             .fetch_all(&mut *tx)
             .await?;
             for (item, quantity) in released {
-                sqlx::query("UPDATE event_items SET stock_remaining = stock_remaining + $2 WHERE id = $1")
-                    .bind(item)
-                    .bind(quantity)
-                    .execute(&mut *tx)
-                    .await?;
+                tx.return_stock([self.message_id(), self.message_id()], item, id, quantity, now).await?;
             }
-            announce!(tx, EventAction::Deleted, id, actor, now);
+            tx.announce(announcement, EventAction::Deleted, id, actor, now).await?;
             tx.commit().await?;
             Ok(())
         })
@@ -473,7 +385,8 @@ impl EventStore for SqlStore {
     }
 
     async fn force_status(&self, id: Uuid, status: EventStatus) -> Result<Event> {
-        let now = domain::clock::now();
+        let now = self.clock.now();
+        let message = self.message_id();
         let update = match status {
             EventStatus::Live => {
                 "UPDATE events SET status = CASE WHEN EXISTS (SELECT 1 FROM event_items i WHERE i.event_id = events.id) \
@@ -505,20 +418,21 @@ impl EventStore for SqlStore {
                     .bind(id)
                     .fetch_one(&mut *tx)
                     .await?;
-                return Err(if exists { StoreError::NotEditable } else { StoreError::NotFound });
+                return Err(if exists { StoreError::refused(Refusal::EventNotEditable) } else { StoreError::NotFound });
             }
             let event: Event = sqlx::query_as(sqlx::AssertSqlSafe(format!("{EVENT_SELECT} WHERE e.id = $1")))
                 .bind(id)
                 .fetch_one(&mut *tx)
                 .await?;
-            write_outbox!(tx, "event.status", domain::notify::status_message(id, event.status.as_str()), now);
+            let status = domain::notify::status_message(id, event.status.as_str());
+            tx.write_outbox(Outgoing { id: message, topic: "event.status", payload: status }, now).await?;
             tx.commit().await?;
             Ok(event)
         })
     }
 
     async fn attend(&self, event_id: Uuid, user_id: Uuid) -> Result<Attendance> {
-        let now = domain::clock::now();
+        let now = self.clock.now();
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM events WHERE id = $1 AND deleted_at IS NULL)")
@@ -550,7 +464,7 @@ impl EventStore for SqlStore {
             .execute(&mut *tx)
             .await?;
             if counted.rows_affected() == 0 {
-                return Err(StoreError::Full);
+                return Err(StoreError::refused(Refusal::EventFull));
             }
             tx.commit().await?;
             Ok(Attendance::Joined)
@@ -585,7 +499,7 @@ impl EventStore for SqlStore {
             )
             .bind(event_id)
             .bind(user_id)
-            .bind(domain::clock::now())
+            .bind(self.clock.now())
             .execute(pool)
             .await?;
             if done.rows_affected() == 0 {
@@ -638,7 +552,7 @@ impl EventStore for SqlStore {
                 .bind(parent_id)
                 .bind(user_id)
                 .bind(body)
-                .bind(domain::clock::now())
+                .bind(self.clock.now())
                 .execute(&mut *tx)
                 .await?;
             let comment: Comment = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_one(&mut *tx).await?;
@@ -688,6 +602,7 @@ impl EventStore for SqlStore {
     }
 
     async fn advance_statuses(&self, now: DateTime<Utc>) -> Result<Vec<Transition>> {
+        let clock = &self.clock;
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             let closed: Vec<Uuid> = sqlx::query_scalar(
@@ -709,11 +624,10 @@ impl EventStore for SqlStore {
             .bind(now)
             .fetch_all(&mut *tx)
             .await?;
-            for event_id in &closed {
-                write_outbox!(tx, "event.status", domain::notify::status_message(*event_id, "closed"), now);
-            }
-            for (event_id, status) in &opened {
-                write_outbox!(tx, "event.status", domain::notify::status_message(*event_id, status), now);
+            let moved = closed.iter().map(|id| (*id, "closed")).chain(opened.iter().map(|(id, s)| (*id, s.as_str())));
+            for (event_id, status) in moved {
+                let payload = domain::notify::status_message(event_id, status);
+                tx.write_outbox(Outgoing { id: clock.new_id(), topic: "event.status", payload }, now).await?;
             }
             tx.commit().await?;
             let mut transitions: Vec<Transition> = closed

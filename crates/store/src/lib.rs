@@ -12,10 +12,10 @@ mod db;
 pub mod accounts;
 pub mod catalog;
 mod error;
-#[macro_use]
-pub mod notifications;
 pub mod events;
+pub mod notifications;
 pub mod sales;
+mod tx;
 
 pub use accounts::AccountStore;
 pub use catalog::CatalogStore;
@@ -24,6 +24,7 @@ pub use error::StoreError;
 pub use events::EventStore;
 pub use notifications::NotificationStore;
 pub use sales::SalesStore;
+pub use tx::NewRefreshToken;
 
 /// Everything the services need from storage. One object implements every
 /// domain's repository trait; services hold it as `Arc<dyn Store>`.

@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use domain::notify::Notification;
 use domain::page::PageRequest;
 use serde_json::Value;
 use sqlx::FromRow;
@@ -10,20 +11,6 @@ use uuid::Uuid;
 
 use crate::db::BeginWrite;
 use crate::{Result, SqlStore, StoreError};
-
-/// Writes an outbox row inside the caller's transaction: the message
-/// commits with the change it announces, or not at all.
-macro_rules! write_outbox {
-    ($tx:ident, $topic:expr, $payload:expr, $now:expr) => {
-        sqlx::query("INSERT INTO outbox (id, topic, payload, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(uuid::Uuid::now_v7())
-            .bind($topic)
-            .bind(sqlx::types::Json(&$payload))
-            .bind($now)
-            .execute(&mut *$tx)
-            .await?
-    };
-}
 
 #[derive(Debug, Clone, FromRow)]
 pub struct OutboxMessage {
@@ -40,15 +27,6 @@ pub struct NewNotification {
     pub recipient_id: Option<Uuid>,
     pub notification_type: String,
     pub payload: Value,
-    pub created_at: DateTime<Utc>,
-}
-
-#[derive(Debug, Clone, FromRow)]
-pub struct Notification {
-    pub id: Uuid,
-    pub notification_type: String,
-    pub payload: Json<Value>,
-    pub read: bool,
     pub created_at: DateTime<Utc>,
 }
 
@@ -112,7 +90,7 @@ impl NotificationStore for SqlStore {
         }
         on_pool!(self, pool => {
             let mut query = sqlx::QueryBuilder::new("UPDATE outbox SET published_at = ");
-            query.push_bind(domain::clock::now()).push(" WHERE id IN (");
+            query.push_bind(self.clock.now()).push(" WHERE id IN (");
             crate::events::push_list!(query, ids);
             query.push(")");
             query.build().execute(pool).await?;

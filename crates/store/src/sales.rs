@@ -7,30 +7,17 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::events::EventStatus;
 use domain::page::PageRequest;
-use domain::sales::OrderStatus;
+use domain::sales::{
+    LedgerLine, Order, OrderStatus, Reservation, ReserveOutcome, SaleTerms, SalesStats, SellThrough,
+    TopProduct,
+};
 use sqlx::FromRow;
 use uuid::Uuid;
 
 use crate::db::BeginWrite;
 use crate::events::push_list;
+use crate::tx::{Outgoing, TransactionSteps};
 use crate::{Backend, Result, SqlStore, Store, StoreError};
-
-#[derive(Debug, Clone, FromRow)]
-pub struct Order {
-    pub id: Uuid,
-    pub user_id: Uuid,
-    pub event_id: Uuid,
-    pub event_item_id: Uuid,
-    pub product_id: Uuid,
-    pub quantity: i64,
-    pub unit_price_cents: i64,
-    pub currency: String,
-    #[sqlx(try_from = "String")]
-    pub status: OrderStatus,
-    pub expires_at: DateTime<Utc>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
 
 const ORDER_COLUMNS: &str = "id, user_id, event_id, event_item_id, product_id, quantity, unit_price_cents, \
      currency, status, expires_at, created_at, updated_at";
@@ -48,6 +35,8 @@ pub struct SaleItem {
     pub item_id: Uuid,
     pub event_id: Uuid,
     pub stock_remaining: i64,
+    /// The item's stock sequence (see migration 0006).
+    pub stock_version: i64,
     pub per_user_limit: Option<i64>,
     #[sqlx(try_from = "String")]
     pub status: EventStatus,
@@ -55,32 +44,14 @@ pub struct SaleItem {
     pub end_time: DateTime<Utc>,
 }
 
-/// One buyer's request inside a batch.
-#[derive(Debug, Clone)]
-pub struct Reservation {
-    pub order_id: Uuid,
-    pub user_id: Uuid,
-    pub quantity: i64,
-    pub idempotency_key: Option<String>,
-}
-
-#[derive(Debug, Clone)]
-pub enum ReserveOutcome {
-    Reserved(Order),
-    /// The same user sent this idempotency key before: here is that order.
-    Replayed(Order),
-    SoldOut,
-    LimitReached,
-    NotLive,
-}
-
 /// The outcome of a batch and the item's stock after it.
 #[derive(Debug, Clone)]
 pub struct BatchResult {
     pub outcomes: Vec<ReserveOutcome>,
     pub stock_remaining: i64,
+    pub stock_version: i64,
     pub event_id: Uuid,
-    /// The event's status when the batch sold the last unit.
+    /// The batch sold the event's last unit.
     pub sold_out: bool,
 }
 
@@ -93,6 +64,7 @@ pub struct Returned {
     pub event_item_id: Uuid,
     pub quantity: i64,
     pub stock_remaining: i64,
+    pub stock_version: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -104,46 +76,26 @@ pub enum ConfirmOutcome {
     Canceled,
 }
 
-#[derive(Debug, Clone, FromRow)]
-pub struct LedgerLine {
-    pub event_item_id: Uuid,
-    pub stock_total: i64,
-    pub stock_remaining: i64,
-    pub reserved: i64,
-    pub confirmed: i64,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct SalesStats {
-    pub events_by_status: HashMap<String, i64>,
-    pub orders_by_status: HashMap<String, i64>,
-    pub revenue_cents: i64,
-    /// (event id, title, sold, stock total)
-    pub sell_through: Vec<(Uuid, String, i64, i64)>,
-    /// (product id, name, units sold, revenue)
-    pub top_products: Vec<(Uuid, String, i64, i64)>,
-}
-
 #[async_trait]
 pub trait SalesStore {
     async fn sale_item(&self, item_id: Uuid) -> Result<SaleItem>;
-    /// Reserves for every request it can, in order, in one transaction:
-    /// the item row is locked, stock is decremented with a guard, orders are
-    /// inserted. The invariant holds at every commit.
+    /// Reserves for every request it can, in one transaction: the item row
+    /// is locked, `domain::sales::allocate` splits the batch, stock is
+    /// decremented with a guard and the orders inserted. The invariant
+    /// holds at every commit.
     async fn reserve_batch(
         &self,
         item_id: Uuid,
         requests: &[Reservation],
-        now: DateTime<Utc>,
         default_ttl_seconds: i64,
     ) -> Result<BatchResult>;
     async fn order(&self, id: Uuid) -> Result<Order>;
     async fn order_by_key(&self, user_id: Uuid, key: &str) -> Result<Option<Order>>;
     async fn user_orders(&self, user_id: Uuid, page: &PageRequest<DateTime<Utc>>) -> Result<Vec<Order>>;
-    async fn confirm_order(&self, id: Uuid, now: DateTime<Utc>) -> Result<ConfirmOutcome>;
+    async fn confirm_order(&self, id: Uuid) -> Result<ConfirmOutcome>;
     /// Cancels a reserved or confirmed order and returns its stock; `None`
     /// when it was already canceled or expired.
-    async fn cancel_order(&self, id: Uuid, now: DateTime<Utc>) -> Result<Option<Returned>>;
+    async fn cancel_order(&self, id: Uuid) -> Result<Option<Returned>>;
     /// Expires up to `limit` reservations due at `now`, returning stock.
     async fn expire_due(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<Returned>>;
     async fn next_expiry_at(&self) -> Result<Option<DateTime<Utc>>>;
@@ -153,37 +105,12 @@ pub trait SalesStore {
     async fn stock_ledger(&self, event_id: Uuid) -> Result<Vec<LedgerLine>>;
 }
 
-/// Puts stock back and revives a sold-out event (inside a transaction).
-macro_rules! return_stock {
-    ($tx:ident, $item:expr, $event:expr, $quantity:expr, $now:expr) => {{
-        let remaining: i64 = sqlx::query_scalar(
-            "UPDATE event_items SET stock_remaining = stock_remaining + $2 WHERE id = $1 RETURNING stock_remaining",
-        )
-        .bind($item)
-        .bind($quantity)
-        .fetch_one(&mut *$tx)
-        .await?;
-        let revived = sqlx::query(
-            "UPDATE events SET status = 'live', updated_at = $2 \
-             WHERE id = $1 AND status = 'sold_out' AND start_time <= $2 AND end_time > $2",
-        )
-        .bind($event)
-        .bind($now)
-        .execute(&mut *$tx)
-        .await?;
-        write_outbox!($tx, "stock", domain::notify::stock_message($event, $item, remaining), $now);
-        if revived.rows_affected() > 0 {
-            write_outbox!($tx, "event.status", domain::notify::status_message($event, "live"), $now);
-        }
-        remaining
-    }};
-}
-
 #[async_trait]
 impl SalesStore for SqlStore {
     async fn sale_item(&self, item_id: Uuid) -> Result<SaleItem> {
         on_pool!(self, pool => Ok(sqlx::query_as(
-            "SELECT i.id AS item_id, i.event_id, i.stock_remaining, i.per_user_limit, e.status, e.start_time, e.end_time \
+            "SELECT i.id AS item_id, i.event_id, i.stock_remaining, i.stock_version, i.per_user_limit, e.status, \
+             e.start_time, e.end_time \
              FROM event_items i JOIN events e ON e.id = i.event_id WHERE i.id = $1 AND e.deleted_at IS NULL",
         )
         .bind(item_id)
@@ -195,9 +122,10 @@ impl SalesStore for SqlStore {
         &self,
         item_id: Uuid,
         requests: &[Reservation],
-        now: DateTime<Utc>,
         default_ttl_seconds: i64,
     ) -> Result<BatchResult> {
+        let now = self.clock.now();
+        let messages = [self.message_id(), self.message_id()];
         // SQLite's BEGIN IMMEDIATE already serializes writers; PostgreSQL
         // needs the item row locked for the read-decide-write below.
         let lock = if self.backend() == Backend::Postgres {
@@ -206,31 +134,35 @@ impl SalesStore for SqlStore {
             ""
         };
         let select = format!(
-            "SELECT i.stock_remaining, i.per_user_limit, i.price_cents, i.currency, i.product_id, i.event_id, \
-             e.status, e.start_time, e.end_time, e.reservation_ttl_seconds \
+            "SELECT i.stock_remaining, i.stock_version, i.per_user_limit, i.price_cents, i.currency, i.product_id, \
+             i.event_id, e.status, e.start_time, e.end_time, e.reservation_ttl_seconds \
              FROM event_items i JOIN events e ON e.id = i.event_id WHERE i.id = $1 AND e.deleted_at IS NULL{lock}"
         );
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             #[allow(clippy::type_complexity)]
-            let row: Option<(i64, Option<i64>, i64, String, Uuid, Uuid, String, DateTime<Utc>, DateTime<Utc>, Option<i64>)> =
+            let row: Option<(i64, i64, Option<i64>, i64, String, Uuid, Uuid, String, DateTime<Utc>, DateTime<Utc>, Option<i64>)> =
                 sqlx::query_as(sqlx::AssertSqlSafe(select)).bind(item_id).fetch_optional(&mut *tx).await?;
-            let Some((stock, limit, price, currency, product_id, event_id, status, start, end, ttl)) = row else {
+            let Some((stock, version, limit, price, currency, product_id, event_id, status, start, end, ttl)) = row else {
                 return Err(StoreError::NotFound);
             };
-            let status = EventStatus::try_from(status).map_err(StoreError::Corrupt)?;
-            if !domain::events::is_on_sale(status, start, end, now) {
-                return Ok(BatchResult {
-                    outcomes: vec![ReserveOutcome::NotLive; requests.len()],
-                    stock_remaining: stock,
-                    event_id,
-                    sold_out: false,
-                });
-            }
-
+            let terms = SaleTerms {
+                item_id,
+                event_id,
+                product_id,
+                stock_remaining: stock,
+                per_user_limit: limit,
+                price_cents: price,
+                currency,
+                status: EventStatus::try_from(status).map_err(StoreError::Corrupt)?,
+                start_time: start,
+                end_time: end,
+                hold: chrono::Duration::seconds(ttl.unwrap_or(default_ttl_seconds)),
+            };
+            let on_sale = domain::events::is_on_sale(terms.status, start, end, now);
             let users: Vec<Uuid> = requests.iter().map(|r| r.user_id).collect();
             let mut held: HashMap<Uuid, i64> = HashMap::new();
-            if limit.is_some() {
+            if on_sale && limit.is_some() {
                 let mut query = sqlx::QueryBuilder::new(
                     "SELECT user_id, CAST(SUM(quantity) AS BIGINT) FROM orders WHERE status IN ('reserved', 'confirmed') \
                      AND event_item_id = ",
@@ -243,7 +175,7 @@ impl SalesStore for SqlStore {
             }
             let mut earlier: HashMap<(Uuid, String), Order> = HashMap::new();
             let keys: Vec<&str> = requests.iter().filter_map(|r| r.idempotency_key.as_deref()).collect();
-            if !keys.is_empty() {
+            if on_sale && !keys.is_empty() {
                 let mut query = sqlx::QueryBuilder::new(format!(
                     "SELECT {ORDER_COLUMNS}, idempotency_key FROM orders WHERE user_id IN ("
                 ));
@@ -257,68 +189,26 @@ impl SalesStore for SqlStore {
                 }
             }
 
-            let ttl = ttl.unwrap_or(default_ttl_seconds);
-            let expires_at = now + chrono::Duration::seconds(ttl);
-            let mut remaining = stock;
-            let mut outcomes = Vec::with_capacity(requests.len());
-            let mut new_orders: Vec<(Order, Option<String>)> = Vec::new();
-            for request in requests {
-                if let Some(key) = &request.idempotency_key
-                    && let Some(order) = earlier.get(&(request.user_id, key.clone()))
-                {
-                    outcomes.push(ReserveOutcome::Replayed(order.clone()));
-                    continue;
-                }
-                let holding = held.get(&request.user_id).copied().unwrap_or(0);
-                if limit.is_some_and(|limit| holding + request.quantity > limit) {
-                    outcomes.push(ReserveOutcome::LimitReached);
-                    continue;
-                }
-                if remaining < request.quantity {
-                    outcomes.push(ReserveOutcome::SoldOut);
-                    continue;
-                }
-                remaining -= request.quantity;
-                held.insert(request.user_id, holding + request.quantity);
-                let order = Order {
-                    id: request.order_id,
-                    user_id: request.user_id,
-                    event_id,
-                    event_item_id: item_id,
-                    product_id,
-                    quantity: request.quantity,
-                    unit_price_cents: price,
-                    currency: currency.clone(),
-                    status: OrderStatus::Reserved,
-                    expires_at,
-                    created_at: now,
-                    updated_at: now,
-                };
-                if let Some(key) = &request.idempotency_key {
-                    earlier.insert((request.user_id, key.clone()), order.clone());
-                }
-                outcomes.push(ReserveOutcome::Reserved(order.clone()));
-                new_orders.push((order, request.idempotency_key.clone()));
-            }
-
-            let sold: i64 = stock - remaining;
+            let allocation = domain::sales::allocate(&terms, requests, &held, &earlier, now);
+            let sold = allocation.sold(stock);
+            let mut version = version;
+            let mut sold_out = false;
             if sold > 0 {
                 // The guard: the database refuses to go below zero whatever
                 // the lock above promised.
-                let guarded = sqlx::query(
-                    "UPDATE event_items SET stock_remaining = stock_remaining - $2 WHERE id = $1 AND stock_remaining >= $2",
+                let guarded: Option<i64> = sqlx::query_scalar(
+                    "UPDATE event_items SET stock_remaining = stock_remaining - $2, stock_version = stock_version + 1 \
+                     WHERE id = $1 AND stock_remaining >= $2 RETURNING stock_version",
                 )
                 .bind(item_id)
                 .bind(sold)
-                .execute(&mut *tx)
+                .fetch_optional(&mut *tx)
                 .await?;
-                if guarded.rows_affected() != 1 {
-                    return Err(StoreError::Conflict("stock"));
-                }
+                version = guarded.ok_or(StoreError::Conflict("stock"))?;
                 let mut insert = sqlx::QueryBuilder::new(format!(
                     "INSERT INTO orders ({ORDER_COLUMNS}, idempotency_key) "
                 ));
-                insert.push_values(&new_orders, |mut row, (order, key)| {
+                insert.push_values(&allocation.new_orders, |mut row, (order, key)| {
                     row.push_bind(order.id)
                         .push_bind(order.user_id)
                         .push_bind(order.event_id)
@@ -334,27 +224,33 @@ impl SalesStore for SqlStore {
                         .push_bind(key.clone());
                 });
                 insert.build().execute(&mut *tx).await?;
-            }
-            if sold > 0 {
-                write_outbox!(tx, "stock", domain::notify::stock_message(event_id, item_id, remaining), now);
-            }
-            let mut sold_out = false;
-            if sold > 0 && remaining == 0 {
-                let marked = sqlx::query(
-                    "UPDATE events SET status = 'sold_out', updated_at = $2 WHERE id = $1 AND status IN ('scheduled', 'live') \
-                     AND NOT EXISTS (SELECT 1 FROM event_items i WHERE i.event_id = $1 AND i.stock_remaining > 0)",
-                )
-                .bind(event_id)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                sold_out = marked.rows_affected() > 0;
-                if sold_out {
-                    write_outbox!(tx, "event.status", domain::notify::status_message(event_id, "sold_out"), now);
+                let stock = domain::notify::stock_message(event_id, item_id, allocation.remaining, version);
+                tx.write_outbox(Outgoing { id: messages[0], topic: "stock", payload: stock }, now).await?;
+                if allocation.remaining == 0 {
+                    let marked = sqlx::query(
+                        "UPDATE events SET status = 'sold_out', updated_at = $2 WHERE id = $1 AND status IN ('scheduled', 'live') \
+                         AND NOT EXISTS (SELECT 1 FROM event_items i WHERE i.event_id = $1 AND i.stock_remaining > 0)",
+                    )
+                    .bind(event_id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    sold_out = marked.rows_affected() > 0;
+                    if sold_out {
+                        let status = domain::notify::status_message(event_id, "sold_out");
+                        tx.write_outbox(Outgoing { id: messages[1], topic: "event.status", payload: status }, now)
+                            .await?;
+                    }
                 }
             }
             tx.commit().await?;
-            Ok(BatchResult { outcomes, stock_remaining: remaining, event_id, sold_out })
+            Ok(BatchResult {
+                outcomes: allocation.outcomes,
+                stock_remaining: allocation.remaining,
+                stock_version: version,
+                event_id,
+                sold_out,
+            })
         })
     }
 
@@ -384,7 +280,9 @@ impl SalesStore for SqlStore {
         })
     }
 
-    async fn confirm_order(&self, id: Uuid, now: DateTime<Utc>) -> Result<ConfirmOutcome> {
+    async fn confirm_order(&self, id: Uuid) -> Result<ConfirmOutcome> {
+        let now = self.clock.now();
+        let message_id = self.message_id();
         let confirm = format!(
             "UPDATE orders SET status = 'confirmed', updated_at = $2 \
              WHERE id = $1 AND status = 'reserved' AND expires_at > $2 RETURNING {ORDER_COLUMNS}"
@@ -398,8 +296,8 @@ impl SalesStore for SqlStore {
                 .fetch_optional(&mut *tx)
                 .await?;
             if let Some(o) = &order {
-                let message = domain::notify::order_message(o.id, o.user_id, o.event_id, o.event_item_id, o.quantity, "confirmed");
-                write_outbox!(tx, "order", message, now);
+                let payload = domain::notify::order_message(o.id, o.user_id, o.event_id, o.event_item_id, o.quantity, "confirmed");
+                tx.write_outbox(Outgoing { id: message_id, topic: "order", payload }, now).await?;
             }
             tx.commit().await?;
             order
@@ -413,15 +311,18 @@ impl SalesStore for SqlStore {
             OrderStatus::Canceled => ConfirmOutcome::Canceled,
             OrderStatus::Expired => ConfirmOutcome::Expired(None),
             // Reserved but past its hold: expire it now rather than wait for the sweep.
-            OrderStatus::Reserved => ConfirmOutcome::Expired(self.finish_hold(id, "expired", now).await?),
+            OrderStatus::Reserved => {
+                ConfirmOutcome::Expired(self.finish_hold(id, OrderStatus::Expired).await?)
+            }
         })
     }
 
-    async fn cancel_order(&self, id: Uuid, now: DateTime<Utc>) -> Result<Option<Returned>> {
-        self.finish_hold(id, "canceled", now).await
+    async fn cancel_order(&self, id: Uuid) -> Result<Option<Returned>> {
+        self.finish_hold(id, OrderStatus::Canceled).await
     }
 
     async fn expire_due(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<Returned>> {
+        let clock = &self.clock;
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             let expired: Vec<(Uuid, Uuid, Uuid, Uuid, i64)> = sqlx::query_as(
@@ -435,10 +336,11 @@ impl SalesStore for SqlStore {
             .await?;
             let mut returned = Vec::with_capacity(expired.len());
             for (order_id, user_id, event_id, event_item_id, quantity) in expired {
-                let stock_remaining = return_stock!(tx, event_item_id, event_id, quantity, now);
-                let message = domain::notify::order_message(order_id, user_id, event_id, event_item_id, quantity, "expired");
-                write_outbox!(tx, "order", message, now);
-                returned.push(Returned { order_id, user_id, event_id, event_item_id, quantity, stock_remaining });
+                let (stock_remaining, stock_version) =
+                    tx.return_stock([clock.new_id(), clock.new_id()], event_item_id, event_id, quantity, now).await?;
+                let payload = domain::notify::order_message(order_id, user_id, event_id, event_item_id, quantity, "expired");
+                tx.write_outbox(Outgoing { id: clock.new_id(), topic: "order", payload }, now).await?;
+                returned.push(Returned { order_id, user_id, event_id, event_item_id, quantity, stock_remaining, stock_version });
             }
             tx.commit().await?;
             Ok(returned)
@@ -454,7 +356,16 @@ impl SalesStore for SqlStore {
     }
 
     async fn stock_ledger(&self, event_id: Uuid) -> Result<Vec<LedgerLine>> {
-        self.ledger(event_id).await
+        on_pool!(self, pool => Ok(sqlx::query_as(
+            "SELECT i.id AS event_item_id, i.stock_total, i.stock_remaining, \
+               CAST(COALESCE(SUM(CASE WHEN o.status = 'reserved' THEN o.quantity ELSE 0 END), 0) AS BIGINT) AS reserved, \
+               CAST(COALESCE(SUM(CASE WHEN o.status = 'confirmed' THEN o.quantity ELSE 0 END), 0) AS BIGINT) AS confirmed \
+             FROM event_items i LEFT JOIN orders o ON o.event_item_id = i.id \
+             WHERE i.event_id = $1 GROUP BY i.id, i.stock_total, i.stock_remaining, i.position ORDER BY i.position",
+        )
+        .bind(event_id)
+        .fetch_all(pool)
+        .await?))
     }
 
     async fn sales_stats(&self) -> Result<SalesStats> {
@@ -472,54 +383,46 @@ impl SalesStore for SqlStore {
             )
             .fetch_one(pool)
             .await?;
-            let sell_through: Vec<(Uuid, String, i64, i64)> = sqlx::query_as(
-                "SELECT e.id, e.title, CAST(SUM(i.stock_total - i.stock_remaining) AS BIGINT), CAST(SUM(i.stock_total) AS BIGINT) \
+            let sell_through: Vec<SellThrough> = sqlx::query_as(
+                "SELECT e.id AS event_id, e.title, CAST(SUM(i.stock_total - i.stock_remaining) AS BIGINT) AS sold, \
+                 CAST(SUM(i.stock_total) AS BIGINT) AS stock_total \
                  FROM events e JOIN event_items i ON i.event_id = e.id WHERE e.deleted_at IS NULL \
                  GROUP BY e.id, e.title ORDER BY e.id DESC LIMIT 20",
             )
             .fetch_all(pool)
             .await?;
-            let top_products: Vec<(Uuid, String, i64, i64)> = sqlx::query_as(
-                "SELECT o.product_id, p.name, CAST(SUM(o.quantity) AS BIGINT), CAST(SUM(o.quantity * o.unit_price_cents) AS BIGINT) \
+            let top_products: Vec<TopProduct> = sqlx::query_as(
+                "SELECT o.product_id, p.name, CAST(SUM(o.quantity) AS BIGINT) AS units_sold, \
+                 CAST(SUM(o.quantity * o.unit_price_cents) AS BIGINT) AS revenue_cents \
                  FROM orders o JOIN products p ON p.id = o.product_id WHERE o.status = 'confirmed' \
                  GROUP BY o.product_id, p.name ORDER BY 3 DESC, 4 DESC LIMIT 5",
             )
             .fetch_all(pool)
             .await?;
-            Ok(SalesStats {
-                events_by_status: events.into_iter().collect(),
-                orders_by_status: orders.into_iter().collect(),
-                revenue_cents: revenue,
-                sell_through,
-                top_products,
-            })
+            let events_by_status = events
+                .into_iter()
+                .map(|(status, n)| EventStatus::try_from(status).map(|s| (s, n)))
+                .collect::<Result<_, _>>()
+                .map_err(StoreError::Corrupt)?;
+            let orders_by_status = orders
+                .into_iter()
+                .map(|(status, n)| OrderStatus::try_from(status).map(|s| (s, n)))
+                .collect::<Result<_, _>>()
+                .map_err(StoreError::Corrupt)?;
+            Ok(SalesStats { events_by_status, orders_by_status, revenue_cents: revenue, sell_through, top_products })
         })
     }
 }
 
 impl SqlStore {
-    async fn ledger(&self, event_id: Uuid) -> Result<Vec<LedgerLine>> {
-        on_pool!(self, pool => Ok(sqlx::query_as(
-            "SELECT i.id AS event_item_id, i.stock_total, i.stock_remaining, \
-               CAST(COALESCE(SUM(CASE WHEN o.status = 'reserved' THEN o.quantity ELSE 0 END), 0) AS BIGINT) AS reserved, \
-               CAST(COALESCE(SUM(CASE WHEN o.status = 'confirmed' THEN o.quantity ELSE 0 END), 0) AS BIGINT) AS confirmed \
-             FROM event_items i LEFT JOIN orders o ON o.event_item_id = i.id \
-             WHERE i.event_id = $1 GROUP BY i.id, i.stock_total, i.stock_remaining, i.position ORDER BY i.position",
-        )
-        .bind(event_id)
-        .fetch_all(pool)
-        .await?))
-    }
-
-    /// Ends a hold (`canceled` or `expired`) and returns its stock in one
+    /// Ends a hold (canceled or expired) and returns its stock in one
     /// transaction; `None` when the order no longer held stock.
-    async fn finish_hold(
-        &self,
-        id: Uuid,
-        status: &'static str,
-        now: DateTime<Utc>,
-    ) -> Result<Option<Returned>> {
-        let holding = if status == "expired" {
+    async fn finish_hold(&self, id: Uuid, status: OrderStatus) -> Result<Option<Returned>> {
+        let now = self.clock.now();
+        let ids = [self.message_id(), self.message_id(), self.message_id()];
+        // A confirmed order can still be canceled (its stock returns); only
+        // a reservation can expire.
+        let holding = if status == OrderStatus::Expired {
             "('reserved')"
         } else {
             "('reserved', 'confirmed')"
@@ -532,18 +435,19 @@ impl SqlStore {
             let mut tx = pool.begin_write().await?;
             let ended: Option<(Uuid, Uuid, Uuid, Uuid, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
                 .bind(id)
-                .bind(status)
+                .bind(status.as_str())
                 .bind(now)
                 .fetch_optional(&mut *tx)
                 .await?;
             let Some((order_id, user_id, event_id, event_item_id, quantity)) = ended else {
                 return Ok(None);
             };
-            let stock_remaining = return_stock!(tx, event_item_id, event_id, quantity, now);
-            let message = domain::notify::order_message(order_id, user_id, event_id, event_item_id, quantity, status);
-            write_outbox!(tx, "order", message, now);
+            let (stock_remaining, stock_version) =
+                tx.return_stock([ids[0], ids[1]], event_item_id, event_id, quantity, now).await?;
+            let payload = domain::notify::order_message(order_id, user_id, event_id, event_item_id, quantity, status.as_str());
+            tx.write_outbox(Outgoing { id: ids[2], topic: "order", payload }, now).await?;
             tx.commit().await?;
-            Ok(Some(Returned { order_id, user_id, event_id, event_item_id, quantity, stock_remaining }))
+            Ok(Some(Returned { order_id, user_id, event_id, event_item_id, quantity, stock_remaining, stock_version }))
         })
     }
 }

@@ -199,6 +199,18 @@ impl Config {
         {
             bail!("DATABASE_URL must start with sqlite: or postgres:");
         }
+        if let Some(url) = &self.amqp_url {
+            check_service_url("AMQP_URL", url, &["amqp", "amqps"])?;
+        }
+        if let Some(url) = &self.redis_url {
+            check_service_url("REDIS_URL", url, &["redis", "rediss"])?;
+            // Refused rather than ignored: a scaled-out deployment that
+            // believes its limits are shared must not get per-process ones.
+            bail!(
+                "REDIS_URL is set, but this build does not use Redis yet: rate limits and stock \
+                 admission would stay per process. Unset REDIS_URL to run with per-process gates."
+            );
+        }
         self.trusted_proxy_ips()?;
         Ok(())
     }
@@ -227,6 +239,30 @@ impl Config {
     pub fn access_ttl(&self) -> Duration {
         Duration::from_secs(self.access_ttl_seconds)
     }
+}
+
+/// Checks that a service URL has one of `schemes` and a host, without
+/// ever echoing it (it may hold a password).
+fn check_service_url(setting: &str, url: &str, schemes: &[&str]) -> anyhow::Result<()> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        bail!("{setting} must look like {}://host", schemes[0]);
+    };
+    if !schemes.contains(&scheme) {
+        bail!(
+            "{setting} must start with {}",
+            schemes
+                .iter()
+                .map(|s| format!("{s}://"))
+                .collect::<Vec<_>>()
+                .join(" or ")
+        );
+    }
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    if host.is_empty() || host.starts_with(':') {
+        bail!("{setting} names no host");
+    }
+    Ok(())
 }
 
 /// Turns a figment error into one line naming the environment variable or
@@ -277,6 +313,33 @@ mod tests {
             assert!(err.contains("SWIFTDROP_BCRYPT_COST"), "{err}");
             Ok(())
         });
+    }
+
+    #[test]
+    fn service_urls_are_checked_and_redis_is_refused_until_it_is_used() {
+        let with = |amqp: Option<&str>, redis: Option<&str>| Config {
+            amqp_url: amqp.map(str::to_owned),
+            redis_url: redis.map(str::to_owned),
+            ..Config::default()
+        };
+        assert!(
+            with(Some("amqp://guest:guest@127.0.0.1:5672/%2f"), None)
+                .validate()
+                .is_ok()
+        );
+        assert!(with(Some("amqps://broker.example"), None).validate().is_ok());
+        for bad in ["http://broker", "amqp://", "amqp://user:pw@/vhost", "broker:5672"] {
+            let err = with(Some(bad), None).validate().unwrap_err().to_string();
+            assert!(err.contains("AMQP_URL"), "{bad}: {err}");
+            assert!(!err.contains("pw"), "the URL must not be echoed: {err}");
+        }
+        let err = with(None, Some("redis://127.0.0.1:6379"))
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("REDIS_URL") && err.contains("per process"), "{err}");
+        let err = with(None, Some("mysql://x")).validate().unwrap_err().to_string();
+        assert!(err.contains("REDIS_URL must start with"), "{err}");
     }
 
     #[test]

@@ -2,6 +2,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use domain::clock::Clock;
 use swiftdrop::{Config, Roles, config::LogFormat};
 use tokio::net::TcpListener;
 
@@ -79,7 +80,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Notifier => serve(config, false, Roles::NOTIFIER).await,
         Command::Worker => serve(config, false, Roles::WORKER).await,
         Command::Migrate => {
-            swiftdrop::open_store(&config).await?;
+            swiftdrop::open_store(&config, Clock::system()).await?;
             println!("migrations applied");
             Ok(())
         }
@@ -109,8 +110,7 @@ async fn serve(config: Config, demo: bool, roles: Roles) -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.addr)
         .await
         .with_context(|| format!("cannot listen on {} (SWIFTDROP_ADDR)", config.addr))?;
-    let mut app = swiftdrop::build(&config).await?;
-    app.roles = roles;
+    let app = swiftdrop::build_with(&config, roles, Clock::system()).await?;
     if demo {
         swiftdrop::seed::demo(&app, &config.data_dir).await?;
     }

@@ -41,7 +41,7 @@ pub async fn demo(app: &App, data_dir: &std::path::Path) -> anyhow::Result<()> {
     } else {
         let password = demo_password();
         create_admin(app, DEMO_ADMIN_EMAIL, "admin", &password).await?;
-        crate::write_private(&password_file, &password)?;
+        crate::secrets::write_private(&password_file, &password)?;
         password
     };
     if app
@@ -62,11 +62,11 @@ pub async fn demo(app: &App, data_dir: &std::path::Path) -> anyhow::Result<()> {
 /// A drop of three demo products that goes live two minutes from now.
 async fn demo_drop(app: &App) -> anyhow::Result<()> {
     let admin = app
-        .state
         .store
         .user_by_login(DEMO_ADMIN_EMAIL)
         .await
-        .context("the demo admin")?;
+        .context("the demo admin")?
+        .user;
     let principal = Principal {
         user_id: admin.id,
         role: Role::Admin,
@@ -87,13 +87,14 @@ async fn demo_drop(app: &App) -> anyhow::Result<()> {
         .iter()
         .zip([(50, Some(2)), (100, Some(4)), (20, Some(1))])
         .map(|(product, (stock, limit))| ItemInput {
+            id: None,
             product_id: product.id,
             price_cents: product.price_cents * 8 / 10,
             stock,
             per_user_limit: limit,
         })
         .collect();
-    let start = chrono::Utc::now() + chrono::Duration::minutes(2);
+    let start = app.clock.now() + chrono::Duration::minutes(2);
     let event = EventInput {
         title: "Midnight Sneaker Drop".into(),
         description: "Three limited pairs at 20% off. Reserve, then confirm within ten minutes.".into(),

@@ -2,9 +2,8 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use domain::user::Role;
-use serde::{Deserialize, Serialize};
-use store::accounts::{AdminUpdate, UserFilter};
+use domain::user::{AdminUpdate, Role, UserFilter};
+use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -13,7 +12,7 @@ use uuid::Uuid;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{Admin, Json, Path, Query};
 use crate::state::AppState;
-use crate::views::{PageView, ProductView, UserView};
+use crate::views::{DashboardView, LedgerLineView, PageView, UserView};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -25,19 +24,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(stock_ledger))
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct LedgerLineView {
-    event_item_id: Uuid,
-    stock_total: i64,
-    stock_remaining: i64,
-    /// Units held by reserved orders.
-    reserved: i64,
-    /// Units held by confirmed orders.
-    confirmed: i64,
-    /// `stock_remaining + reserved + confirmed == stock_total`.
-    balanced: bool,
-}
-
 /// Audits a drop: per item, stock against the units its orders hold.
 #[utoipa::path(get, path = "/api/v1/admin/events/{id}/stock", tag = "admin", params(("id" = Uuid, Path)),
     responses((status = 200, body = Vec<LedgerLineView>), (status = 404, body = Problem)), security(("bearer" = [])))]
@@ -47,83 +33,7 @@ async fn stock_ledger(
     Path(id): Path<Uuid>,
 ) -> ApiResult<axum::Json<Vec<LedgerLineView>>> {
     let lines = state.sales.ledger(id).await?;
-    Ok(axum::Json(
-        lines
-            .into_iter()
-            .map(|l| LedgerLineView {
-                balanced: l.stock_remaining + l.reserved + l.confirmed == l.stock_total,
-                event_item_id: l.event_item_id,
-                stock_total: l.stock_total,
-                stock_remaining: l.stock_remaining,
-                reserved: l.reserved,
-                confirmed: l.confirmed,
-            })
-            .collect(),
-    ))
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct ProductSummaryView {
-    total: i64,
-    /// Mean of every review of every listed product; null when none.
-    average_rating: Option<f64>,
-    highest_priced: Option<ProductView>,
-    /// The five most recently added.
-    recent: Vec<ProductView>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct UserSummaryView {
-    total: i64,
-    active: i64,
-    admins: i64,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct EventCountsView {
-    scheduled: i64,
-    live: i64,
-    sold_out: i64,
-    closed: i64,
-    canceled: i64,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct OrderCountsView {
-    reserved: i64,
-    confirmed: i64,
-    canceled: i64,
-    expired: i64,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct SellThroughView {
-    event_id: Uuid,
-    title: String,
-    sold: i64,
-    stock_total: i64,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct TopProductView {
-    product_id: Uuid,
-    name: String,
-    units_sold: i64,
-    revenue_cents: i64,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct DashboardView {
-    products: ProductSummaryView,
-    events: EventCountsView,
-    orders: OrderCountsView,
-    /// Confirmed orders' value, in cents.
-    revenue_cents: i64,
-    /// Units sold of units offered, per drop (newest 20).
-    sell_through: Vec<SellThroughView>,
-    /// Best sellers by confirmed units (top 5).
-    top_products: Vec<TopProductView>,
-    users: UserSummaryView,
+    Ok(axum::Json(lines.into_iter().map(LedgerLineView::from).collect()))
 }
 
 /// Catalog, sales and user figures, computed by aggregate queries.
@@ -133,58 +43,7 @@ async fn dashboard(
     State(state): State<AppState>,
     Admin(_admin): Admin,
 ) -> ApiResult<axum::Json<DashboardView>> {
-    let products = state.catalog.dashboard().await?;
-    let (total, active, admins) = state.accounts.user_counts().await?;
-    let sales = state.sales.stats().await?;
-    let event = |status: &str| sales.events_by_status.get(status).copied().unwrap_or(0);
-    let order = |status: &str| sales.orders_by_status.get(status).copied().unwrap_or(0);
-    Ok(axum::Json(DashboardView {
-        events: EventCountsView {
-            scheduled: event("scheduled"),
-            live: event("live"),
-            sold_out: event("sold_out"),
-            closed: event("closed"),
-            canceled: event("canceled"),
-        },
-        orders: OrderCountsView {
-            reserved: order("reserved"),
-            confirmed: order("confirmed"),
-            canceled: order("canceled"),
-            expired: order("expired"),
-        },
-        revenue_cents: sales.revenue_cents,
-        sell_through: sales
-            .sell_through
-            .iter()
-            .map(|(event_id, title, sold, stock_total)| SellThroughView {
-                event_id: *event_id,
-                title: title.clone(),
-                sold: *sold,
-                stock_total: *stock_total,
-            })
-            .collect(),
-        top_products: sales
-            .top_products
-            .iter()
-            .map(|(product_id, name, units_sold, revenue_cents)| TopProductView {
-                product_id: *product_id,
-                name: name.clone(),
-                units_sold: *units_sold,
-                revenue_cents: *revenue_cents,
-            })
-            .collect(),
-        products: ProductSummaryView {
-            total: products.total,
-            average_rating: products.average_rating,
-            highest_priced: products.highest_priced.map(ProductView::from),
-            recent: products.recent.into_iter().map(ProductView::from).collect(),
-        },
-        users: UserSummaryView {
-            total,
-            active,
-            admins,
-        },
-    }))
+    Ok(axum::Json(state.admin.dashboard().await?.into()))
 }
 
 #[derive(Deserialize, IntoParams)]

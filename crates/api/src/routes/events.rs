@@ -4,9 +4,9 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use domain::events::{EventInput, EventStatus, GeoPoint, ItemInput};
+use domain::events::{EventInput, EventPatch, EventStatus, GeoPoint, ItemInput};
 use serde::Deserialize;
-use services::events::{DropInput, EventQuery};
+use services::events::{DropInput, EventEdit, EventQuery};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -35,6 +35,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ItemRequest {
+    /// An item of this event to keep (its id stays); omit for a new item.
+    id: Option<Uuid>,
     product_id: Uuid,
     /// Price in this drop, in cents.
     price_cents: i64,
@@ -71,7 +73,7 @@ pub struct EventRequest {
 /// A partial update: only the fields sent change.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct EventPatch {
+pub struct EventPatchRequest {
     title: Option<String>,
     description: Option<String>,
     location: Option<String>,
@@ -101,6 +103,7 @@ fn drop_input(items: Option<Vec<ItemRequest>>, ttl: Option<i64>) -> Option<DropI
         items: items
             .into_iter()
             .map(|i| ItemInput {
+                id: i.id,
                 product_id: i.product_id,
                 price_cents: i.price_cents,
                 stock: i.stock,
@@ -207,12 +210,15 @@ async fn replace_event(
     Json(body): Json<EventRequest>,
 ) -> ApiResult<axum::Json<EventView>> {
     let (input, drop) = body.split()?;
-    let details = state.events.update(&principal, id, input, drop).await?;
+    let details = state
+        .events
+        .update(&principal, id, EventEdit::Replace { input, drop })
+        .await?;
     Ok(axum::Json(EventView::from(&details)))
 }
 
 /// Changes the fields sent (owner or admin); `status: canceled` cancels.
-#[utoipa::path(patch, path = "/api/v1/events/{id}", tag = "events", params(("id" = Uuid, Path)), request_body = EventPatch,
+#[utoipa::path(patch, path = "/api/v1/events/{id}", tag = "events", params(("id" = Uuid, Path)), request_body = EventPatchRequest,
     responses((status = 200, body = EventView), (status = 403, body = Problem), (status = 409, body = Problem),
         (status = 422, body = Problem)),
     security(("bearer" = [])))]
@@ -220,7 +226,7 @@ async fn patch_event(
     State(state): State<AppState>,
     Auth(principal): Auth,
     Path(id): Path<Uuid>,
-    Json(patch): Json<EventPatch>,
+    Json(patch): Json<EventPatchRequest>,
 ) -> ApiResult<axum::Json<EventView>> {
     let cancel = match patch.status.as_deref() {
         None => false,
@@ -232,38 +238,22 @@ async fn patch_event(
             ));
         }
     };
-    let mut input = state.events.current_input(id).await?;
-    if let Some(v) = patch.title {
-        input.title = v;
-    }
-    if let Some(v) = patch.description {
-        input.description = v;
-    }
-    if let Some(v) = patch.location {
-        input.location = v;
-    }
-    if patch.start_time.is_some() {
-        input.start_time = patch.start_time;
-    }
-    if patch.end_time.is_some() {
-        input.end_time = patch.end_time;
-    }
-    if let Some(v) = patch.tags {
-        input.tags = v;
-    }
-    if patch.max_attendees.is_some() {
-        input.max_attendees = patch.max_attendees;
-    }
-    if patch.coordinates.is_some() {
-        input.coordinates = point(patch.coordinates)?;
-    }
-    if patch.attachment_url.is_some() {
-        input.attachment_url = patch.attachment_url;
-    }
-    let mut details = state.events.update(&principal, id, input, None).await?;
-    if cancel {
-        details = state.events.force(&principal, id, EventStatus::Canceled).await?;
-    }
+    let patch = EventPatch {
+        title: patch.title,
+        description: patch.description,
+        location: patch.location,
+        start_time: patch.start_time,
+        end_time: patch.end_time,
+        tags: patch.tags,
+        max_attendees: patch.max_attendees,
+        coordinates: point(patch.coordinates)?,
+        attachment_url: patch.attachment_url,
+        cancel,
+    };
+    let details = state
+        .events
+        .update(&principal, id, EventEdit::Patch(patch))
+        .await?;
     Ok(axum::Json(EventView::from(&details)))
 }
 
@@ -412,7 +402,10 @@ async fn replace_drop(
 ) -> ApiResult<axum::Json<EventView>> {
     let (input, drop) = body.split()?;
     let drop = Some(drop.unwrap_or_default());
-    let details = state.events.update(&admin, id, input, drop).await?;
+    let details = state
+        .events
+        .update(&admin, id, EventEdit::Replace { input, drop })
+        .await?;
     Ok(axum::Json(EventView::from(&details)))
 }
 
@@ -425,7 +418,6 @@ async fn open_event(
     Path(id): Path<Uuid>,
 ) -> ApiResult<axum::Json<EventView>> {
     let details = state.events.force(&admin, id, EventStatus::Live).await?;
-    state.sales.forget_items();
     Ok(axum::Json(EventView::from(&details)))
 }
 
@@ -438,6 +430,5 @@ async fn close_event(
     Path(id): Path<Uuid>,
 ) -> ApiResult<axum::Json<EventView>> {
     let details = state.events.force(&admin, id, EventStatus::Closed).await?;
-    state.sales.forget_items();
     Ok(axum::Json(EventView::from(&details)))
 }

@@ -3,9 +3,8 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use serde::Deserialize;
+use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -13,36 +12,13 @@ use uuid::Uuid;
 use crate::error::{ApiResult, Problem};
 use crate::extract::{Auth, Path, Query};
 use crate::state::AppState;
-use crate::views::PageView;
+use crate::views::{NotificationView, PageView};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_notifications))
         .routes(routes!(mark_read))
         .routes(routes!(mark_all_read))
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct NotificationView {
-    id: Uuid,
-    notification_type: String,
-    /// The message as it was pushed.
-    #[schema(value_type = Object)]
-    payload: serde_json::Value,
-    read: bool,
-    created_at: DateTime<Utc>,
-}
-
-impl From<store::notifications::Notification> for NotificationView {
-    fn from(n: store::notifications::Notification) -> Self {
-        NotificationView {
-            id: n.id,
-            notification_type: n.notification_type,
-            payload: n.payload.0,
-            read: n.read,
-            created_at: n.created_at,
-        }
-    }
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -1,8 +1,8 @@
 //! The caller's own profile.
 
 use axum::extract::State;
+use domain::user::ProfileUpdate;
 use serde::Deserialize;
-use store::accounts::ProfileUpdate;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;

@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
+use services::health::Status;
 
 use crate::state::AppState;
 
@@ -13,26 +14,35 @@ pub async fn health() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// Every dependency answers: 200, else 503, with each one's status.
+/// Each configured dependency's answer: 200 `ok` or `degraded` (only
+/// Redis down: still selling through the database), 503 `down`.
 pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
-    let database = match state.store.ping().await {
-        Ok(()) => json!({ "status": "ok", "backend": state.store.backend().as_str() }),
-        Err(err) => {
-            tracing::warn!(%err, "readiness: database does not answer");
-            json!({ "status": "unavailable", "backend": state.store.backend().as_str() })
-        }
-    };
-    let all_ok = database["status"] == "ok";
-    let status = if all_ok {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    let body = json!({
-        "status": if all_ok { "ok" } else { "unavailable" },
-        "checks": { "database": database },
+    let readiness = state.health.readiness().await;
+    let checks: serde_json::Map<String, Value> = readiness
+        .checks
+        .iter()
+        .map(|check| {
+            let status = if check.up { "ok" } else { "down" };
+            (
+                check.name.to_owned(),
+                json!({ "status": status, "backend": check.kind }),
+            )
+        })
+        .collect();
+    let mut body = json!({
+        "status": readiness.status.as_str(),
+        "role": readiness.role,
+        "checks": checks,
     });
-    (status, Json(body))
+    if let Some(leader) = readiness.leader {
+        body["leader"] = json!(leader);
+    }
+    let code = if readiness.status == Status::Down {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (code, Json(body))
 }
 
 /// The process's resident memory in bytes (Linux), for capacity planning.

@@ -249,7 +249,7 @@ async fn serve_socket(state: AppState, mut socket: Socket, outlet: Arc<Outlet>, 
 async fn replay(state: &AppState, socket: &mut Socket, user_id: Uuid, after: Option<Uuid>) -> Result<(), ()> {
     let missed = state.notifications.resume(user_id, after).await.map_err(|_| ())?;
     for notification in missed {
-        let text = notification.payload.0.to_string();
+        let text = notification.payload.to_string();
         socket.feed(Frame::text(text)).await.map_err(|_| ())?;
     }
     socket.flush().await.map_err(|_| ())

@@ -10,19 +10,21 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use domain::ValidationErrors;
+use domain::clock::Clock;
 use domain::cursor::CursorCodec;
 use domain::page::{Page, Position, page_from_rows, page_request};
-use domain::user::{self, Permission, Role};
+use domain::user::{
+    self, AdminUpdate, NewUser, Permission, ProfileUpdate, Role, User, UserCounts, UserFilter,
+};
 use realtime::Bus;
 use serde::Serialize;
-use store::accounts::{
-    AdminUpdate, NewRefreshToken, NewUser, ProfileUpdate, RefreshOutcome, User, UserFilter,
-};
-use store::{Store, StoreError};
+use store::accounts::RefreshOutcome;
+use store::{NewRefreshToken, Store, StoreError};
 use uuid::Uuid;
 
 pub use cache::{AuthCache, INVALIDATE_TOPIC};
 use passwords::PasswordHasher;
+pub use tokens::SigningKeys;
 use tokens::{TokenKeys, hash_refresh_token, new_refresh_token};
 
 use crate::{Error, Result};
@@ -81,6 +83,7 @@ pub struct AccountService {
     keys: TokenKeys,
     cache: Arc<AuthCache>,
     cursors: CursorCodec,
+    clock: Clock,
     refresh_ttl: Duration,
 }
 
@@ -88,9 +91,10 @@ impl AccountService {
     pub fn new(
         store: Arc<dyn Store>,
         bus: Arc<dyn Bus>,
-        secret: &[u8],
+        keys: &SigningKeys,
         cursors: CursorCodec,
         settings: &AccountSettings,
+        clock: Clock,
     ) -> Result<Self> {
         Ok(AccountService {
             hasher: PasswordHasher::new(
@@ -98,11 +102,12 @@ impl AccountService {
                 settings.hash_concurrency,
                 settings.hash_queue,
             )?,
-            keys: TokenKeys::new(secret, settings.access_ttl),
-            cache: Arc::new(AuthCache::new(store.clone(), settings.access_ttl)),
+            keys: TokenKeys::new(keys, settings.access_ttl, clock.clone()),
+            cache: Arc::new(AuthCache::new(store.clone(), settings.access_ttl, clock.clone())),
             store,
             bus,
             cursors,
+            clock,
             refresh_ttl: settings.refresh_ttl,
         })
     }
@@ -147,16 +152,18 @@ impl AccountService {
     /// Logs in by username or email.
     pub async fn login(&self, login: &str, password: &str) -> Result<TokenPair> {
         let wrong = Error::Unauthorized("wrong username or password");
-        let user = match self.store.user_by_login(login).await {
-            Ok(user) => Some(user),
+        let credentials = match self.store.user_by_login(login).await {
+            Ok(credentials) => Some(credentials),
             Err(StoreError::NotFound) => None,
             Err(err) => return Err(err.into()),
         };
-        let hash = user.as_ref().map(|u| u.password_hash.as_str());
+        let hash = credentials.as_ref().map(|c| c.password_hash.as_str());
         if !self.hasher.verify(password, hash).await? {
             return Err(wrong);
         }
-        let Some(user) = user else { return Err(wrong) };
+        let Some(user) = credentials.map(|c| c.user) else {
+            return Err(wrong);
+        };
         if !user.is_active {
             return Err(Error::Unauthorized("account is deactivated"));
         }
@@ -175,7 +182,7 @@ impl AccountService {
         let stored = NewRefreshToken {
             id: Uuid::now_v7(),
             token_hash: hash_refresh_token(&token),
-            expires_at: domain::clock::now()
+            expires_at: self.clock.now()
                 + chrono::Duration::from_std(self.refresh_ttl).unwrap_or(chrono::Duration::days(30)),
         };
         (token, stored)
@@ -251,18 +258,18 @@ impl AccountService {
         current: &str,
         new: &str,
     ) -> Result<TokenPair> {
-        let user = self.store.user_by_id(principal.user_id).await?;
+        let current_hash = self.store.password_hash(principal.user_id).await?;
         let mut errors = ValidationErrors::new();
         errors.check("new_password", user::check_password(new));
         if new == current {
             errors.add("new_password", "must differ from the current password");
         }
         errors.into_result()?;
-        if !self.hasher.verify(current, Some(&user.password_hash)).await? {
+        if !self.hasher.verify(current, Some(&current_hash)).await? {
             return Err(Error::invalid("current_password", "is not your current password"));
         }
         let hash = self.hasher.hash(new).await?;
-        let user = self.store.change_password(user.id, &hash).await?;
+        let user = self.store.change_password(principal.user_id, &hash).await?;
         self.cache.invalidate(self.bus.as_ref(), user.id).await;
         self.start_session(&user).await
     }
@@ -324,8 +331,8 @@ impl AccountService {
         }))
     }
 
-    /// (total, active, admins) for the admin dashboard.
-    pub async fn user_counts(&self) -> Result<(i64, i64, i64)> {
+    /// Users by kind, for the admin dashboard.
+    pub async fn user_counts(&self) -> Result<UserCounts> {
         Ok(self.store.user_counts().await?)
     }
 

@@ -25,7 +25,7 @@ impl PasswordHasher {
     pub fn new(cost: u32, concurrency: usize, queue: usize) -> Result<Self> {
         let concurrency = concurrency.max(1);
         let decoy: [u8; 16] = rand::random();
-        let decoy_hash = bcrypt::hash(decoy, cost).map_err(|e| Error::Internal(e.to_string()))?;
+        let decoy_hash = bcrypt::hash(decoy, cost).map_err(|e| Error::Internal(e.into()))?;
         Ok(PasswordHasher {
             cost,
             running: Arc::new(Semaphore::new(concurrency)),
@@ -37,7 +37,7 @@ impl PasswordHasher {
     pub async fn hash(&self, password: &str) -> Result<String> {
         let cost = self.cost;
         let password = password.to_owned();
-        self.run(move || bcrypt::hash(password, cost).map_err(|e| Error::Internal(e.to_string())))
+        self.run(move || bcrypt::hash(password, cost).map_err(|e| Error::Internal(e.into())))
             .await
     }
 
@@ -66,13 +66,13 @@ impl PasswordHasher {
             .clone()
             .acquire_owned()
             .await
-            .map_err(|_| Error::Internal("password hasher closed".into()))?;
+            .map_err(|_| Error::internal("password hasher closed"))?;
         tokio::task::spawn_blocking(move || {
             let _running = running;
             work()
         })
         .await
-        .map_err(|e| Error::Internal(e.to_string()))?
+        .map_err(|e| Error::Internal(e.into()))?
     }
 }
 

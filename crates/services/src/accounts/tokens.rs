@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use domain::clock::Clock;
 use domain::user::Role;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -27,29 +28,46 @@ pub struct AccessClaims {
     pub exp: i64,
 }
 
+/// The keys access tokens are signed with: the current one, named in each
+/// token's `kid` header, and the one before it, still accepted for tokens
+/// issued before a key change (they carry no `kid`).
+#[derive(Clone)]
+pub struct SigningKeys {
+    pub kid: &'static str,
+    pub current: Vec<u8>,
+    pub previous: Option<Vec<u8>>,
+}
+
 pub struct TokenKeys {
+    kid: &'static str,
     encoding: EncodingKey,
     decoding: DecodingKey,
+    previous: Option<DecodingKey>,
     validation: Validation,
+    clock: Clock,
     pub access_ttl: Duration,
 }
 
 impl TokenKeys {
-    pub fn new(secret: &[u8], access_ttl: Duration) -> Self {
+    pub fn new(keys: &SigningKeys, access_ttl: Duration, clock: Clock) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
-        // An expired token is refused at once.
-        validation.leeway = 0;
+        // Expiry is checked against the process's clock (below), not the
+        // library's, so a test clock moves token lifetimes too.
+        validation.validate_exp = false;
         validation.set_required_spec_claims(&["exp", "sub"]);
         TokenKeys {
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
+            kid: keys.kid,
+            encoding: EncodingKey::from_secret(&keys.current),
+            decoding: DecodingKey::from_secret(&keys.current),
+            previous: keys.previous.as_deref().map(DecodingKey::from_secret),
             validation,
+            clock,
             access_ttl,
         }
     }
 
     pub fn issue(&self, user_id: Uuid, role: Role, session_id: Uuid, epoch: i64) -> Result<String> {
-        let now = chrono::Utc::now().timestamp();
+        let now = self.clock.now().timestamp();
         let claims = AccessClaims {
             sub: user_id,
             role,
@@ -58,19 +76,29 @@ impl TokenKeys {
             iat: now,
             exp: now + self.access_ttl.as_secs() as i64,
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .map_err(|e| Error::Internal(e.to_string()))
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(self.kid.to_owned());
+        jsonwebtoken::encode(&header, &claims, &self.encoding).map_err(|e| Error::Internal(Box::new(e)))
     }
 
-    /// Checks the signature, algorithm and expiry. Whether the token was
+    /// Checks the signature, algorithm and expiry (no leeway: a token is
+    /// refused from the second after its `exp`). Whether the token was
     /// revoked is the auth cache's question.
     pub fn verify(&self, token: &str) -> Result<AccessClaims> {
-        jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &self.validation)
+        let invalid = Error::Unauthorized("invalid token");
+        let header = jsonwebtoken::decode_header(token).map_err(|_| Error::Unauthorized("invalid token"))?;
+        let key = match header.kid.as_deref() {
+            Some(kid) if kid == self.kid => &self.decoding,
+            None => self.previous.as_ref().ok_or(invalid)?,
+            Some(_) => return Err(Error::Unauthorized("invalid token")),
+        };
+        let claims = jsonwebtoken::decode::<AccessClaims>(token, key, &self.validation)
             .map(|data| data.claims)
-            .map_err(|err| match err.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => Error::Unauthorized("token expired"),
-                _ => Error::Unauthorized("invalid token"),
-            })
+            .map_err(|_| Error::Unauthorized("invalid token"))?;
+        if claims.exp < self.clock.now().timestamp() {
+            return Err(Error::Unauthorized("token expired"));
+        }
+        Ok(claims)
     }
 }
 
@@ -89,9 +117,18 @@ pub fn hash_refresh_token(token: &str) -> String {
 mod tests {
     use super::*;
 
+    fn keys(secret: &[u8], ttl: Duration, clock: &Clock) -> TokenKeys {
+        let keys = SigningKeys {
+            kid: "2",
+            current: secret.to_vec(),
+            previous: Some(b"old".to_vec()),
+        };
+        TokenKeys::new(&keys, ttl, clock.clone())
+    }
+
     #[test]
     fn issues_and_verifies() {
-        let keys = TokenKeys::new(b"k1", Duration::from_secs(60));
+        let keys = keys(b"k1", Duration::from_secs(60), &Clock::system());
         let (user, session) = (Uuid::now_v7(), Uuid::now_v7());
         let token = keys.issue(user, Role::Admin, session, 3).unwrap();
         let claims = keys.verify(&token).unwrap();
@@ -103,8 +140,9 @@ mod tests {
 
     #[test]
     fn refuses_other_keys_none_and_expired() {
-        let keys = TokenKeys::new(b"k1", Duration::from_secs(60));
-        let other = TokenKeys::new(b"k2", Duration::from_secs(60));
+        let clock = Clock::movable();
+        let keys = keys(b"k1", Duration::from_secs(60), &clock);
+        let other = super::tests::keys(b"k2", Duration::from_secs(60), &clock);
         let token = other
             .issue(Uuid::now_v7(), Role::Admin, Uuid::now_v7(), 0)
             .unwrap();
@@ -114,14 +152,43 @@ mod tests {
         let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
         assert!(keys.verify(&format!("{header}.{payload}.")).is_err());
 
-        let expired = TokenKeys::new(b"k1", Duration::ZERO)
+        let expiring = keys
             .issue(Uuid::now_v7(), Role::Customer, Uuid::now_v7(), 0)
             .unwrap();
-        std::thread::sleep(Duration::from_millis(1100));
+        clock.advance(chrono::Duration::seconds(59)).unwrap();
+        assert!(keys.verify(&expiring).is_ok());
+        clock.advance(chrono::Duration::seconds(2)).unwrap();
         assert!(matches!(
-            keys.verify(&expired),
+            keys.verify(&expiring),
             Err(Error::Unauthorized("token expired"))
         ));
+    }
+
+    #[test]
+    fn tokens_of_the_previous_key_still_work() {
+        let clock = Clock::system();
+        let keys = keys(b"k1", Duration::from_secs(60), &clock);
+        // A token from before key ids: signed with the previous key, no kid.
+        let claims = AccessClaims {
+            sub: Uuid::now_v7(),
+            role: Role::Customer,
+            sid: Uuid::now_v7(),
+            epoch: 0,
+            iat: clock.now().timestamp(),
+            exp: clock.now().timestamp() + 60,
+        };
+        let legacy = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(b"old"),
+        )
+        .unwrap();
+        assert_eq!(keys.verify(&legacy).unwrap().sub, claims.sub);
+        // The previous key is not accepted under the current key's id.
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some("2".into());
+        let forged = jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(b"old")).unwrap();
+        assert!(keys.verify(&forged).is_err());
     }
 
     #[test]

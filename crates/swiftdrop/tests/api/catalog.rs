@@ -365,7 +365,9 @@ async fn admins_manage_products_and_soft_delete_keeps_reviews() {
     expect_problem(review_deleted, StatusCode::NOT_FOUND, "not_found").await;
 
     // The review is still stored: soft delete removes nothing.
-    let store = swiftdrop::open_store(&app.config).await.unwrap();
+    let store = swiftdrop::open_store(&app.config, app.clock.clone())
+        .await
+        .unwrap();
     let summary = store::CatalogStore::review_summary(&store, id.parse().unwrap())
         .await
         .unwrap();

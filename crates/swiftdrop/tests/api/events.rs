@@ -5,7 +5,13 @@ use serde_json::{Value, json};
 use crate::harness::{TestApp, error_fields, expect_json, expect_problem};
 
 pub fn event_body(title: &str, starts_in: Duration, lasts: Duration) -> Value {
-    let start = Utc::now() + starts_in;
+    event_body_at(Utc::now(), title, starts_in, lasts)
+}
+
+/// An event starting `starts_in` after `now` (the server's clock, in
+/// tests that move it).
+pub fn event_body_at(now: chrono::DateTime<Utc>, title: &str, starts_in: Duration, lasts: Duration) -> Value {
+    let start = now + starts_in;
     json!({
         "title": title,
         "description": "A gathering",
@@ -74,6 +80,29 @@ async fn anyone_signed_in_creates_and_owns_community_events() {
     let replaced = expect_json(app.put(&path, Some(&token), replacement).await, StatusCode::OK).await;
     assert_eq!(replaced["location"], "Hamburg");
     assert_eq!(replaced["coordinates"], Value::Null);
+
+    // A patch is one change: an invalid field leaves the event as it was,
+    // cancel included; a valid one renames and cancels together.
+    let patch = |body: Value| app.request(Method::PATCH, &path, Some(&token)).json(&body).send();
+    let refused = patch(json!({"status": "canceled", "location": "  "}))
+        .await
+        .unwrap();
+    let problem = expect_problem(refused, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    assert_eq!(error_fields(&problem), ["location"]);
+    assert_eq!(
+        expect_json(app.get(&path, None).await, StatusCode::OK).await["status"],
+        "scheduled"
+    );
+    let canceled = patch(json!({"status": "canceled", "title": "Called off"}))
+        .await
+        .unwrap();
+    let canceled = expect_json(canceled, StatusCode::OK).await;
+    assert_eq!(
+        (canceled["status"].as_str(), canceled["title"].as_str()),
+        (Some("canceled"), Some("Called off"))
+    );
+    let again = patch(json!({"status": "canceled"})).await.unwrap();
+    expect_problem(again, StatusCode::CONFLICT, "event_not_editable").await;
 
     // Drops are for admins.
     let mut with_items = event_body("Sneaky drop", Duration::hours(1), Duration::hours(1));

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::Once;
 
+use domain::clock::Clock;
 use reqwest::{Client, Method, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
 use swiftdrop::Config;
@@ -17,6 +18,10 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub client: Client,
     pub config: Config,
+    /// The server's clock: tests move it instead of sleeping. Siblings
+    /// (other processes of the deployment) share it, as synchronized
+    /// machines would.
+    pub clock: Clock,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     pg_schema: Option<(String, String)>,
@@ -89,7 +94,8 @@ impl TestApp {
     async fn launch(config: Config, data: TempDir, pg_schema: Option<(String, String)>) -> TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let (shutdown, server) = Self::serve(&config, listener, swiftdrop::Roles::ALL).await;
+        let clock = Clock::movable();
+        let (shutdown, server) = Self::serve(&config, listener, swiftdrop::Roles::ALL, &clock).await;
         let client = Client::builder()
             .timeout(std::time::Duration::from_secs(30))
             .build()
@@ -98,6 +104,7 @@ impl TestApp {
             addr,
             client,
             config,
+            clock,
             shutdown: Some(shutdown),
             server: Some(server),
             pg_schema,
@@ -112,11 +119,12 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let config = self.config.clone();
-        let (shutdown, server) = Self::serve(&config, listener, roles).await;
+        let (shutdown, server) = Self::serve(&config, listener, roles, &self.clock).await;
         TestApp {
             addr,
             client: self.client.clone(),
             config,
+            clock: self.clock.clone(),
             shutdown: Some(shutdown),
             server: Some(server),
             pg_schema: None,
@@ -129,9 +137,11 @@ impl TestApp {
         config: &Config,
         listener: tokio::net::TcpListener,
         roles: swiftdrop::Roles,
+        clock: &Clock,
     ) -> (oneshot::Sender<()>, tokio::task::JoinHandle<anyhow::Result<()>>) {
-        let mut app = swiftdrop::build(config).await.expect("app builds");
-        app.roles = roles;
+        let app = swiftdrop::build_with(config, roles, clock.clone())
+            .await
+            .expect("app builds");
         let (shutdown, stop) = oneshot::channel::<()>();
         let server = tokio::spawn(swiftdrop::serve(app, listener, async {
             let _ = stop.await;
@@ -149,13 +159,15 @@ impl TestApp {
         }
     }
 
-    /// Stops the server, keeps its database, waits `downtime`, and starts it
-    /// again on the same address, as after a crash or a deploy.
-    pub async fn restart(&mut self, downtime: std::time::Duration) {
+    /// Stops the server, keeps its database, lets `downtime` pass on its
+    /// clock, and starts it again on the same address, as after a crash or
+    /// a deploy.
+    pub async fn restart(&mut self, downtime: chrono::Duration) {
         self.halt().await;
-        tokio::time::sleep(downtime).await;
+        self.clock.advance(downtime).expect("a test clock moves");
         let listener = tokio::net::TcpListener::bind(self.addr).await.expect("rebind");
-        let (shutdown, server) = Self::serve(&self.config, listener, swiftdrop::Roles::ALL).await;
+        let (shutdown, server) =
+            Self::serve(&self.config, listener, swiftdrop::Roles::ALL, &self.clock).await;
         self.shutdown = Some(shutdown);
         self.server = Some(server);
     }
@@ -331,6 +343,25 @@ async fn drop_schema(url: &str, schema: &str) {
         .execute(&mut conn)
         .await;
     }
+}
+
+/// Moves the server's clock forward (the scheduler wakes at once).
+impl TestApp {
+    pub fn advance(&self, by: chrono::Duration) {
+        self.clock.advance(by).expect("a test clock moves");
+    }
+}
+
+/// Polls until `check` passes: for what another task does on its own (the
+/// scheduler, a push, another process). Bounded: fails after ten seconds.
+pub async fn eventually<F: AsyncFn() -> bool>(what: &str, check: F) {
+    for _ in 0..200 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{what} did not happen within 10 s");
 }
 
 pub fn token_of(tokens: &Value, field: &str) -> String {

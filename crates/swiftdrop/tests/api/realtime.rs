@@ -10,7 +10,7 @@ use tokio_tungstenite::tungstenite::Message as Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::events::event_body;
-use crate::harness::{TestApp, expect_json, expect_problem};
+use crate::harness::{TestApp, eventually, expect_json, expect_problem};
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -266,8 +266,11 @@ async fn resume_replays_what_a_disconnected_user_missed() {
         )
         .await;
     }
-    // Give the relay a moment to store them.
-    tokio::time::sleep(StdDuration::from_millis(500)).await;
+    eventually("the relay stores them", async || {
+        let history = expect_json(app.get("/api/v1/notifications", Some(&fan)).await, StatusCode::OK).await;
+        history["data"].as_array().is_some_and(|d| d.len() >= 3)
+    })
+    .await;
     let mut socket = connect(&app, &fan).await;
     socket
         .send(Frame::text(
@@ -299,18 +302,18 @@ async fn history_reads_and_marks() {
         )
         .await;
     }
-    let mut history = Value::Null;
-    for _ in 0..50 {
-        history = expect_json(
+    let history = || async {
+        expect_json(
             app.get("/api/v1/notifications", Some(&reader)).await,
             StatusCode::OK,
         )
-        .await;
-        if history["data"].as_array().unwrap().len() == 3 {
-            break;
-        }
-        tokio::time::sleep(StdDuration::from_millis(100)).await;
-    }
+        .await
+    };
+    eventually("the three are stored", async || {
+        history().await["data"].as_array().unwrap().len() == 3
+    })
+    .await;
+    let history = history().await;
     let newest = history["data"][0]["id"].as_str().unwrap().to_owned();
     assert_eq!(history["data"][0]["payload"]["event"]["title"], "Event 2");
     let read = app
@@ -469,7 +472,7 @@ async fn open_pages_follow_stock_and_status_and_buyers_their_orders() {
     let stock = next_json(&mut page).await;
     assert_eq!(
         stock,
-        json!({"type": "stock", "event_id": event_id, "item_id": item, "stock_remaining": 0})
+        json!({"type": "stock", "event_id": event_id, "item_id": item, "stock_remaining": 0, "version": 1})
     );
     let status = next_json(&mut page).await;
     assert_eq!(status["status"], "sold_out");
@@ -530,7 +533,11 @@ async fn every_notifier_process_delivers_and_history_is_stored_once() {
         let message = next_json(socket).await;
         assert_eq!(message["event"]["id"], event["id"]);
     }
-    tokio::time::sleep(StdDuration::from_millis(500)).await;
+    let stored = async || {
+        let history = expect_json(api.get("/api/v1/notifications", Some(&ann)).await, StatusCode::OK).await;
+        history["data"].as_array().unwrap().len()
+    };
+    eventually("the history is stored", async || stored().await >= 1).await;
     let history = expect_json(api.get("/api/v1/notifications", Some(&ann)).await, StatusCode::OK).await;
     assert_eq!(
         history["data"].as_array().unwrap().len(),
@@ -586,24 +593,24 @@ async fn a_broker_outage_loses_nothing_and_stores_nothing_twice() {
     proxy.restore().await;
 
     // Everything arrives in history exactly once once the broker is back.
-    let mut titles = Vec::new();
-    for _ in 0..150 {
+    let stored_titles = async || -> Vec<String> {
         let history = expect_json(
             app.get("/api/v1/notifications?limit=100", Some(&fan)).await,
             StatusCode::OK,
         )
         .await;
-        titles = history["data"]
+        history["data"]
             .as_array()
             .unwrap()
             .iter()
             .map(|n| n["payload"]["event"]["title"].as_str().unwrap().to_owned())
-            .collect();
-        if titles.len() >= 4 {
-            break;
-        }
-        tokio::time::sleep(StdDuration::from_millis(100)).await;
-    }
+            .collect()
+    };
+    eventually("the held messages arrive", async || {
+        stored_titles().await.len() >= 4
+    })
+    .await;
+    let mut titles = stored_titles().await;
     titles.sort();
     assert_eq!(titles, ["Before", "During 1", "During 2", "During 3"]);
     // The socket gets them live or, reconnecting, by resume: none is lost.
@@ -660,7 +667,9 @@ async fn another_process_hears_of_outbox_writes_on_postgres() {
     }
     let app = TestApp::start().await;
     let (_, admin) = app.admin("listener_admin").await;
-    let store = swiftdrop::open_store(&app.config).await.expect("store opens");
+    let store = swiftdrop::open_store(&app.config, app.clock.clone())
+        .await
+        .expect("store opens");
     let woken = Arc::new(AtomicUsize::new(0));
     let follower = {
         let woken = woken.clone();

@@ -1,11 +1,9 @@
-use std::time::Duration as StdDuration;
-
 use chrono::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::events::event_body;
-use crate::harness::{TestApp, error_fields, expect_json, expect_problem};
+use crate::events::{event_body, event_body_at};
+use crate::harness::{TestApp, error_fields, eventually, expect_json, expect_problem};
 
 /// A test app whose purchase limit does not get in the way (the limit has
 /// its own test).
@@ -86,18 +84,6 @@ async fn event(app: &TestApp, id: &str) -> Value {
         StatusCode::OK,
     )
     .await
-}
-
-/// Polls until `check` passes (bounded: the scheduler acts within about a
-/// second; this waits up to ten before failing).
-async fn eventually<F: AsyncFn() -> bool>(what: &str, check: F) {
-    for _ in 0..100 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(StdDuration::from_millis(100)).await;
-    }
-    panic!("{what} did not happen within 10 s");
 }
 
 #[tokio::test]
@@ -270,6 +256,7 @@ async fn cancel_and_expiry_return_stock() {
     let rebought = expect_json(buy(&app, &ben, &item, None, None).await, StatusCode::CREATED).await;
 
     // Expiry: unconfirmed reservations expire on their own after the hold.
+    app.advance(Duration::seconds(2));
     let order_path = format!("/api/v1/orders/{}", second["id"].as_str().unwrap());
     eventually("the reservation expires", async || {
         expect_json(app.get(&order_path, Some(&ben)).await, StatusCode::OK).await["status"] == "expired"
@@ -383,17 +370,45 @@ async fn purchases_outside_the_window_are_refused() {
     )
     .await;
 
-    // Scheduled drops are editable; live ones are not.
+    // Scheduled drops are editable; live ones are not. An item named by
+    // its id keeps it (links and open pages still point at it); an item
+    // without one is new; an id from elsewhere is refused.
+    let second_product = product(&app, &admin, "Strap").await;
     let mut edit = event_body("Later drop v2", Duration::hours(1), Duration::hours(1));
-    edit["items"] = json!([{"product_id": product_id, "price_cents": 450, "stock": 4}]);
+    edit["items"] = json!([
+        {"id": item, "product_id": product_id, "price_cents": 450, "stock": 4},
+        {"product_id": second_product, "price_cents": 100, "stock": 9},
+    ]);
     let edited = expect_json(
         app.put(&format!("/api/v1/admin/events/{id}"), Some(&admin), edit.clone())
             .await,
         StatusCode::OK,
     )
     .await;
+    assert_eq!(edited["items"][0]["id"], item.as_str());
     assert_eq!(edited["items"][0]["stock_total"], 4);
-    let item = edited["items"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(edited["items"][0]["price_cents"], 450);
+    assert_eq!(edited["items"][1]["stock_total"], 9);
+    let mut foreign = edit.clone();
+    foreign["items"][1]["id"] = json!(uuid::Uuid::now_v7());
+    let problem = expect_problem(
+        app.put(&format!("/api/v1/admin/events/{id}"), Some(&admin), foreign)
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(error_fields(&problem), ["items[1].id"]);
+    // Dropping the second item removes it; the first stays.
+    edit["items"] = json!([{"id": item, "product_id": product_id, "price_cents": 450, "stock": 4}]);
+    let edited = expect_json(
+        app.put(&format!("/api/v1/admin/events/{id}"), Some(&admin), edit.clone())
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(edited["items"].as_array().unwrap().len(), 1);
+    assert_eq!(edited["items"][0]["id"], item.as_str());
     expect_json(
         app.post(
             &format!("/api/v1/admin/events/{id}/open"),
@@ -447,15 +462,16 @@ async fn purchases_outside_the_window_are_refused() {
 
 #[tokio::test]
 async fn events_go_live_and_close_on_time_and_catch_up_after_a_restart() {
-    let mut app = sale_app().await;
+    // Tokens outlive the hour this test moves its clock through.
+    let mut app = TestApp::start_with(|c| c.access_ttl_seconds = 24 * 3600).await;
     let (_, admin) = app.admin("clock").await;
     let product_id = product(&app, &admin, "Cap").await;
-    let mut body = event_body(
-        "Timed drop",
-        Duration::milliseconds(1500),
-        Duration::milliseconds(1500),
-    );
-    body["items"] = json!([{"product_id": product_id, "price_cents": 500, "stock": 3}]);
+    let timed = |title: &str, starts_in: Duration, lasts: Duration, stock: i64| {
+        let mut body = event_body_at(app.clock.now(), title, starts_in, lasts);
+        body["items"] = json!([{"product_id": product_id, "price_cents": 500, "stock": stock}]);
+        body
+    };
+    let body = timed("Timed drop", Duration::minutes(10), Duration::minutes(30), 3);
     let drop = expect_json(
         app.post("/api/v1/admin/events", Some(&admin), body).await,
         StatusCode::CREATED,
@@ -463,10 +479,12 @@ async fn events_go_live_and_close_on_time_and_catch_up_after_a_restart() {
     .await;
     let id = drop["id"].as_str().unwrap().to_owned();
     assert_eq!(drop["status"], "scheduled");
+    app.advance(Duration::minutes(10));
     eventually("the drop goes live by itself", async || {
         event(&app, &id).await["status"] == "live"
     })
     .await;
+    app.advance(Duration::minutes(30));
     eventually("the drop closes by itself", async || {
         event(&app, &id).await["status"] == "closed"
     })
@@ -474,21 +492,15 @@ async fn events_go_live_and_close_on_time_and_catch_up_after_a_restart() {
 
     // While the server is down, a drop's start and end both pass and a
     // reservation's hold runs out: after the restart all of it is applied.
-    let mut body = event_body("Missed drop", Duration::milliseconds(1200), Duration::seconds(30));
-    body["items"] = json!([{"product_id": product_id, "price_cents": 500, "stock": 3}]);
-    body["reservation_ttl_seconds"] = json!(1);
+    let mut body = timed("Missed drop", Duration::minutes(1), Duration::hours(2), 3);
+    body["reservation_ttl_seconds"] = json!(60);
     let missed = expect_json(
         app.post("/api/v1/admin/events", Some(&admin), body).await,
         StatusCode::CREATED,
     )
     .await;
     let missed_id = missed["id"].as_str().unwrap().to_owned();
-    let mut body = event_body(
-        "Short drop",
-        Duration::milliseconds(800),
-        Duration::milliseconds(700),
-    );
-    body["items"] = json!([{"product_id": product_id, "price_cents": 500, "stock": 1}]);
+    let body = timed("Short drop", Duration::minutes(2), Duration::minutes(5), 1);
     let short = expect_json(
         app.post("/api/v1/admin/events", Some(&admin), body).await,
         StatusCode::CREATED,
@@ -497,13 +509,15 @@ async fn events_go_live_and_close_on_time_and_catch_up_after_a_restart() {
     let short_id = short["id"].as_str().unwrap().to_owned();
     let item = missed["items"][0]["id"].as_str().unwrap().to_owned();
     let (_, token, _) = app.customer("sleeper").await;
+    app.advance(Duration::minutes(1));
     eventually("the missed drop opens", async || {
         event(&app, &missed_id).await["status"] == "live"
     })
     .await;
     let order = expect_json(buy(&app, &token, &item, None, None).await, StatusCode::CREATED).await;
 
-    app.restart(StdDuration::from_millis(2500)).await;
+    // Down for ten minutes: the short drop's whole window and the hold pass.
+    app.restart(Duration::minutes(10)).await;
     eventually("the short drop is closed after the restart", async || {
         event(&app, &short_id).await["status"] == "closed"
     })
@@ -569,7 +583,12 @@ async fn a_standby_worker_takes_over_when_the_active_one_stops() {
     let standby = active.sibling(swiftdrop::Roles::ALL).await;
     let (_, admin) = active.admin("failover").await;
     let product_id = product(&active, &admin, "Badge").await;
-    let mut body = event_body("Failover drop", Duration::seconds(3), Duration::hours(1));
+    let mut body = event_body_at(
+        active.clock.now(),
+        "Failover drop",
+        Duration::minutes(5),
+        Duration::hours(1),
+    );
     body["items"] = json!([{"product_id": product_id, "price_cents": 500, "stock": 3}]);
     let drop = expect_json(
         active.post("/api/v1/admin/events", Some(&admin), body).await,
@@ -579,6 +598,7 @@ async fn a_standby_worker_takes_over_when_the_active_one_stops() {
     let id = drop["id"].as_str().unwrap().to_owned();
     // The process holding the lock goes away before the start time.
     active.halt().await;
+    active.advance(Duration::minutes(5));
     eventually("the standby opens the drop", async || {
         event(&standby, &id).await["status"] == "live"
     })
