@@ -317,3 +317,205 @@ async fn probe(inner: Weak<Inner>) {
         delay = (delay * 2).min(inner.options.max_probe_interval);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::testing;
+    use crate::{
+        Admission, Leaderboard, Observed, Quota, RateLimiter, RedisLeaderboard, RedisRateLimiter,
+        RedisStockGate, Standing, StockGate,
+    };
+
+    /// Every test here is bounded: a hang fails it instead of the suite.
+    const BOUND: Duration = Duration::from_secs(60);
+
+    fn quick(prefix: String) -> RedisOptions {
+        RedisOptions {
+            prefix,
+            connect_timeout: Duration::from_millis(500),
+            max_probe_interval: Duration::from_millis(400),
+            ..RedisOptions::default()
+        }
+    }
+
+    fn hourly(count: u32) -> Quota {
+        Quota {
+            count,
+            period: Duration::from_secs(3600),
+            burst: count,
+        }
+    }
+
+    fn bid(user: Uuid, score: f64) -> Standing {
+        Standing {
+            user_id: user,
+            username: "bidder".into(),
+            bid_cents: 100,
+            score,
+            placed_at_micros: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn invalid_urls_are_refused() {
+        for url in ["http://127.0.0.1:6379", "not a url", "redis://"] {
+            let result = RedisGates::connect(url, RedisOptions::default()).await;
+            assert!(matches!(result, Err(GateError::InvalidUrl(_))), "{url}");
+        }
+    }
+
+    #[tokio::test]
+    async fn unreachable_redis_starts_degraded_and_every_gate_answers() {
+        tokio::time::timeout(BOUND, async {
+            // Port 1: nothing listens there.
+            let gates = RedisGates::connect("redis://127.0.0.1:1", quick("t:".into()))
+                .await
+                .unwrap();
+            assert!(!gates.is_available());
+            assert!(matches!(gates.ping().await, Err(GateError::Unavailable)));
+
+            let limiter = RedisRateLimiter::new(gates.clone(), "login", hourly(3));
+            let ip = IpAddr::from([192, 0, 2, 1]);
+            assert!(limiter.peek(ip).await.is_ok());
+            for _ in 0..3 {
+                assert!(limiter.check(ip).await.is_ok());
+            }
+            assert!(limiter.check(ip).await.is_err(), "per process while degraded");
+            assert!(limiter.peek(ip).await.is_err());
+
+            let stock = RedisStockGate::new(gates.clone());
+            let item = Uuid::now_v7();
+            assert_eq!(stock.admit(item, 1).await, Admission::Unknown);
+            stock.observe(item, Observed { stock: 1, version: 1 }).await;
+            assert_eq!(stock.admit(item, 1).await, Admission::Admitted);
+            assert_eq!(stock.admit(item, 1).await, Admission::SoldOut);
+            assert_eq!(stock.known_stock(item).await, Some(1));
+
+            let board = RedisLeaderboard::new(gates.clone());
+            let auction = Uuid::now_v7();
+            assert!(!board.is_loaded(auction).await);
+            board.load(auction, vec![bid(Uuid::now_v7(), 1.0)]).await;
+            assert_eq!(board.record(auction, bid(Uuid::now_v7(), 2.0)).await, 1);
+            assert_eq!(board.len(auction).await, 2);
+            assert!(!gates.is_available());
+        })
+        .await
+        .expect("bounded");
+    }
+
+    #[tokio::test]
+    async fn tls_to_a_server_that_does_not_speak_it_degrades_without_panic() {
+        tokio::time::timeout(BOUND, async {
+            // A server that answers garbage: the TLS handshake fails.
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let server = tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                while let Ok((mut socket, _)) = listener.accept().await {
+                    let _ = socket.write_all(b"-ERR not tls\r\n").await;
+                }
+            });
+            let gates = RedisGates::connect(&format!("rediss://{addr}/"), quick("t:".into()))
+                .await
+                .unwrap();
+            assert!(!gates.is_available());
+            let limiter = RedisRateLimiter::new(gates, "api", hourly(1));
+            assert!(limiter.check(IpAddr::from([192, 0, 2, 2])).await.is_ok());
+            server.abort();
+        })
+        .await
+        .expect("bounded");
+    }
+
+    #[tokio::test]
+    async fn falls_back_while_cut_off_and_recovers_on_its_own() {
+        let Some(url) = testing::redis_url("falls_back_while_cut_off_and_recovers_on_its_own") else {
+            return;
+        };
+        tokio::time::timeout(BOUND, async {
+            let prefix = testing::options().prefix;
+            let proxy = testing::Proxy::start(&url).await;
+            let gates = testing::connect(&proxy.url, quick(prefix.clone())).await;
+            // Another process that keeps its Redis throughout.
+            let other = testing::connect(&url, quick(prefix.clone())).await;
+            assert!(gates.ping().await.is_ok());
+
+            let stock = RedisStockGate::new(gates.clone());
+            let other_stock = RedisStockGate::new(other.clone());
+            let board = RedisLeaderboard::new(gates.clone());
+            let limiter = RedisRateLimiter::new(gates.clone(), "bid", hourly(2));
+            let (item, untouched, auction) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+            let ip = IpAddr::from([192, 0, 2, 3]);
+            stock
+                .observe(
+                    item,
+                    Observed {
+                        stock: 10,
+                        version: 1,
+                    },
+                )
+                .await;
+            stock.observe(untouched, Observed { stock: 4, version: 1 }).await;
+            board.load(auction, vec![bid(Uuid::now_v7(), 1.0)]).await;
+            assert!(limiter.check(ip).await.is_ok());
+
+            proxy.cut();
+            // The first call that fails falls back within its bound ...
+            assert_eq!(
+                stock.admit(item, 1).await,
+                Admission::Unknown,
+                "a fresh local twin"
+            );
+            assert!(!gates.is_available());
+            assert!(gates.ping().await.is_err());
+            // ... and from then on the gates answer in-process.
+            stock.observe(item, Observed { stock: 9, version: 2 }).await;
+            assert_eq!(stock.admit(item, 1).await, Admission::Admitted);
+            assert!(!board.is_loaded(auction).await);
+            board.record(auction, bid(Uuid::now_v7(), 5.0)).await;
+            assert!(limiter.check(ip).await.is_ok(), "a per-process budget");
+            assert!(limiter.check(ip).await.is_ok());
+            assert!(limiter.check(ip).await.is_err());
+
+            proxy.restore();
+            let back = testing::eventually(Duration::from_secs(30), || async { gates.is_available() }).await;
+            assert!(back, "the gates never returned to Redis");
+            assert!(gates.ping().await.is_ok());
+            // What this process changed alone was dropped from Redis, so
+            // every process reloads it from the database ...
+            assert_eq!(other_stock.admit(item, 1).await, Admission::Unknown);
+            assert!(!RedisLeaderboard::new(other.clone()).is_loaded(auction).await);
+            // ... and what it did not touch is as it was.
+            assert_eq!(other_stock.known_stock(untouched).await, Some(4));
+            assert_eq!(stock.known_stock(untouched).await, Some(4));
+            // Back on the shared budget (one left of the two).
+            assert!(limiter.check(ip).await.is_ok());
+            assert!(limiter.check(ip).await.is_err());
+            testing::flush(&url, &prefix).await;
+        })
+        .await
+        .expect("bounded");
+    }
+
+    #[tokio::test]
+    async fn a_failure_seen_once_is_probed_back() {
+        let Some(url) = testing::redis_url("a_failure_seen_once_is_probed_back") else {
+            return;
+        };
+        tokio::time::timeout(BOUND, async {
+            let gates = testing::connect(&url, quick(testing::options().prefix)).await;
+            let outage = gates.outage();
+            gates.fail_for_test();
+            assert!(!gates.is_available());
+            assert_eq!(gates.outage(), outage + 1);
+            assert!(testing::eventually(Duration::from_secs(30), || async { gates.is_available() }).await);
+        })
+        .await
+        .expect("bounded");
+    }
+}

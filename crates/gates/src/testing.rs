@@ -12,7 +12,12 @@ pub(crate) fn redis_url(test: &str) -> Option<String> {
     match std::env::var("SWIFTDROP_TEST_REDIS_URL") {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
-            println!("{test}: skipped: set SWIFTDROP_TEST_REDIS_URL (e.g. redis://127.0.0.1:6379)");
+            // Straight to stderr: the test harness would swallow `println!`.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "{test}: skipped: set SWIFTDROP_TEST_REDIS_URL (e.g. redis://127.0.0.1:6379)"
+            );
             None
         }
     }
@@ -96,5 +101,76 @@ where
             return false;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A TCP proxy in front of the test Redis that a test can cut and
+/// restore: an outage seen by one "process" only, without touching the
+/// server that other tests share.
+pub(crate) struct Proxy {
+    /// The test Redis URL, pointed at the proxy.
+    pub url: String,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    live: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    pub(crate) async fn start(url: &str) -> Proxy {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+
+        let (scheme, rest) = url.split_once("://").expect("scheme://host");
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let (userinfo, upstream) = match authority.rsplit_once('@') {
+            Some((userinfo, host)) => (format!("{userinfo}@"), host.to_owned()),
+            None => (String::new(), authority.to_owned()),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let open = Arc::new(AtomicBool::new(true));
+        let live: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+        let accept = {
+            let (open, live) = (open.clone(), live.clone());
+            tokio::spawn(async move {
+                while let Ok((mut client, _)) = listener.accept().await {
+                    if !open.load(Ordering::SeqCst) {
+                        continue; // dropped: the client sees the door shut
+                    }
+                    let upstream = upstream.clone();
+                    let task = tokio::spawn(async move {
+                        if let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await {
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                        }
+                    });
+                    live.lock().expect("lock").push(task.abort_handle());
+                }
+            })
+        };
+        Proxy {
+            url: format!("{scheme}://{userinfo}{addr}/{path}"),
+            open,
+            live,
+            accept,
+        }
+    }
+
+    /// Drops every connection and refuses new ones.
+    pub(crate) fn cut(&self) {
+        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+        for task in self.live.lock().expect("lock").drain(..) {
+            task.abort();
+        }
+    }
+
+    pub(crate) fn restore(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.cut();
+        self.accept.abort();
     }
 }

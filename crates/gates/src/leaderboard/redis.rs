@@ -290,7 +290,7 @@ mod tests {
         let a = Uuid::from_u128(1);
         let b = Uuid::from_u128(2);
         // Reverse byte order (ZREVRANGE) must be: earlier time first, then lower user.
-        let mut members = vec![
+        let mut members = [
             (member(b, 10), "b@10"),
             (member(a, 10), "a@10"),
             (member(a, -5), "a@-5"),
@@ -326,5 +326,162 @@ mod tests {
         assert_eq!(score_arg(-0.0), "0.0");
         assert_eq!(score_arg(f64::NAN), "-inf");
         assert_eq!(score_arg(1e-7).parse::<f64>().unwrap(), 1e-7);
+    }
+}
+
+#[cfg(test)]
+mod redis_tests {
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+    use crate::testing;
+
+    fn standing(user: u128, bid: i64, score: f64, at: i64) -> Standing {
+        Standing {
+            user_id: Uuid::from_u128(user),
+            username: format!("user_{user}"),
+            bid_cents: bid,
+            score,
+            placed_at_micros: at,
+        }
+    }
+
+    async fn board(url: &str) -> (RedisLeaderboard, String) {
+        let options = testing::options();
+        let prefix = options.prefix.clone();
+        (
+            RedisLeaderboard::new(testing::connect(url, options).await),
+            prefix,
+        )
+    }
+
+    #[tokio::test]
+    async fn ties_replacement_and_ranks() {
+        let Some(url) = testing::redis_url("leaderboard ties_replacement_and_ranks") else {
+            return;
+        };
+        let (board, prefix) = board(&url).await;
+        let a = Uuid::now_v7();
+        assert!(!board.is_loaded(a).await);
+        board.load(a, Vec::new()).await;
+        assert!(board.is_loaded(a).await, "an empty board is loaded too");
+        assert_eq!(board.len(a).await, 0);
+        assert_eq!(board.record(a, standing(1, 100, 10.0, 50)).await, 1);
+        assert_eq!(board.record(a, standing(2, 100, 10.0, 40)).await, 1);
+        assert_eq!(board.record(a, standing(3, 100, 10.0, 40)).await, 2);
+        assert_eq!(board.rank_of(a, Uuid::from_u128(1)).await, Some(3));
+        assert_eq!(board.record(a, standing(1, 50, 5.0, 60)).await, 3);
+        assert_eq!(board.len(a).await, 3);
+        assert_eq!(board.record(a, standing(3, 200, 20.0, 70)).await, 1);
+        let top = board.top(a, 10).await;
+        let users: Vec<(u64, u128)> = top.iter().map(|(r, s)| (*r, s.user_id.as_u128())).collect();
+        assert_eq!(users, vec![(1, 3), (2, 2), (3, 1)]);
+        assert_eq!(top[0].1, standing(3, 200, 20.0, 70));
+        assert_eq!(board.top(a, 0).await.len(), 0);
+        assert_eq!(board.rank_of(a, Uuid::from_u128(9)).await, None);
+        board
+            .load(a, vec![standing(7, 1, 1.0, 1), standing(7, 2, 2.0, 2)])
+            .await;
+        assert_eq!(board.len(a).await, 1);
+        assert_eq!(board.top(a, 5).await[0].1.bid_cents, 2);
+        // A flush (or restart) loses the board: it reads as not loaded.
+        testing::flush(&url, &prefix).await;
+        assert!(!board.is_loaded(a).await);
+        board.record(a, standing(1, 1, 1.0, 1)).await;
+        assert!(
+            !board.is_loaded(a).await,
+            "a record alone does not make a board complete"
+        );
+        board.load(a, vec![standing(1, 1, 1.0, 1)]).await;
+        board.forget(a).await;
+        assert!(!board.is_loaded(a).await);
+        assert_eq!(board.len(a).await, 0);
+        assert!(testing::keys(&url, &prefix).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn local_and_redis_agree_on_random_bids() {
+        let Some(url) = testing::redis_url("local_and_redis_agree_on_random_bids") else {
+            return;
+        };
+        let (shared, prefix) = board(&url).await;
+        let local = LocalLeaderboard::new();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(2024);
+        let auction = Uuid::now_v7();
+        // Few distinct scores and times: many ties of each kind.
+        let scores = [
+            f64::NEG_INFINITY,
+            -1.5,
+            -0.0,
+            0.0,
+            0.1 + 0.2,
+            0.3,
+            7.0,
+            1e300,
+            f64::NAN,
+        ];
+        let random = |rng: &mut rand::rngs::StdRng| {
+            let user = rng.random_range(0..150u128) * 0x1_0000_0000_0000_0001;
+            standing(
+                user,
+                rng.random_range(100..10_000),
+                scores[rng.random_range(0..scores.len())],
+                rng.random_range(-3..6) * 1_000_000_000,
+            )
+        };
+        let initial: Vec<Standing> = (0..80).map(|_| random(&mut rng)).collect();
+        shared.load(auction, initial.clone()).await;
+        local.load(auction, initial).await;
+        for step in 0..1500 {
+            if step % 100 == 99 {
+                let batch: Vec<Standing> = (0..20).map(|_| random(&mut rng)).collect();
+                shared.record_many(auction, &batch).await;
+                local.record_many(auction, &batch).await;
+                continue;
+            }
+            let s = random(&mut rng);
+            let (a, b) = (
+                shared.record(auction, s.clone()).await,
+                local.record(auction, s).await,
+            );
+            assert_eq!(a, b, "rank after record, step {step}");
+        }
+        assert_eq!(shared.len(auction).await, local.len(auction).await);
+        let (a, b) = (shared.top(auction, 1000).await, local.top(auction, 1000).await);
+        assert_eq!(a.len(), b.len());
+        for ((ra, sa), (rb, sb)) in a.iter().zip(&b) {
+            assert_eq!(
+                (ra, sa.user_id, sa.bid_cents, sa.placed_at_micros),
+                (rb, sb.user_id, sb.bid_cents, sb.placed_at_micros)
+            );
+            assert_eq!(sa.score.to_bits(), sb.score.to_bits());
+            assert_eq!(sa.username, sb.username);
+        }
+        for (rank, s) in &b {
+            assert_eq!(shared.rank_of(auction, s.user_id).await, Some(*rank));
+        }
+        assert_eq!(shared.top(auction, 7).await.len(), 7);
+        assert!(shared.gates.is_available());
+        testing::flush(&url, &prefix).await;
+    }
+
+    #[tokio::test]
+    async fn a_big_board_loads_in_one_call() {
+        let Some(url) = testing::redis_url("a_big_board_loads_in_one_call") else {
+            return;
+        };
+        let (board, prefix) = board(&url).await;
+        let auction = Uuid::now_v7();
+        let standings: Vec<Standing> = (0..5_000)
+            .map(|i| standing(i as u128, i, (i % 97) as f64, i / 3))
+            .collect();
+        board.load(auction, standings).await;
+        assert!(board.gates.is_available(), "the load did not time out");
+        assert_eq!(board.len(auction).await, 5_000);
+        let top = board.top(auction, 100).await;
+        assert_eq!(top.len(), 100);
+        assert_eq!(top[0].1.score, 96.0);
+        assert_eq!(top[0].1.placed_at_micros, 96 / 3, "the earliest of the 96s");
+        testing::flush(&url, &prefix).await;
     }
 }

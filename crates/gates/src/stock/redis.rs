@@ -210,3 +210,223 @@ impl StockGate for RedisStockGate {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+    use crate::testing;
+
+    fn obs(stock: i64, version: i64) -> Observed {
+        Observed { stock, version }
+    }
+
+    #[tokio::test]
+    async fn two_processes_never_admit_past_the_stock() {
+        let Some(url) = testing::redis_url("two_processes_never_admit_past_the_stock") else {
+            return;
+        };
+        let options = testing::options();
+        let prefix = options.prefix.clone();
+        let a = Arc::new(RedisStockGate::new(testing::connect(&url, options.clone()).await));
+        let b = Arc::new(RedisStockGate::new(testing::connect(&url, options).await));
+        let item = Uuid::now_v7();
+        assert_eq!(a.admit(item, 1).await, Admission::Unknown);
+        a.observe(item, obs(50, 1)).await;
+        assert_eq!(b.known_stock(item).await, Some(50));
+        let tasks: Vec<_> = (0..200)
+            .map(|i| {
+                let gate = if i % 2 == 0 { a.clone() } else { b.clone() };
+                tokio::spawn(async move { gate.admit(item, 1).await })
+            })
+            .collect();
+        let mut admitted = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Admission::Admitted => admitted += 1,
+                Admission::SoldOut => {}
+                Admission::Unknown => panic!("the item is known"),
+            }
+        }
+        assert_eq!(admitted, 50);
+        // A sells 30 of its units (version 2), B's 20 fail before the database.
+        a.settle(item, 30, obs(20, 2)).await;
+        assert_eq!(
+            b.admit(item, 1).await,
+            Admission::SoldOut,
+            "B's 20 are still in flight"
+        );
+        b.release(item, 20).await;
+        assert_eq!(a.known_stock(item).await, Some(20));
+        for _ in 0..20 {
+            assert_eq!(b.admit(item, 1).await, Admission::Admitted);
+        }
+        assert_eq!(a.admit(item, 1).await, Admission::SoldOut);
+        testing::flush(&url, &prefix).await;
+    }
+
+    #[tokio::test]
+    async fn stale_observations_are_ignored_and_settle_frees_units_anyway() {
+        let Some(url) = testing::redis_url("stale_observations_are_ignored") else {
+            return;
+        };
+        let options = testing::options();
+        let prefix = options.prefix.clone();
+        let gate = RedisStockGate::new(testing::connect(&url, options).await);
+        let item = Uuid::now_v7();
+        gate.observe(item, obs(10, 5)).await;
+        gate.observe(item, obs(12, 4)).await;
+        assert_eq!(gate.known_stock(item).await, Some(10));
+        for _ in 0..10 {
+            assert_eq!(gate.admit(item, 1).await, Admission::Admitted);
+        }
+        assert_eq!(gate.admit(item, 1).await, Admission::SoldOut);
+        gate.settle(item, 4, obs(6, 9)).await;
+        gate.settle(item, 2, obs(8, 7)).await; // late: its units go, its stock does not
+        assert_eq!(gate.known_stock(item).await, Some(6));
+        assert_eq!(gate.admit(item, 2).await, Admission::Admitted);
+        assert_eq!(gate.admit(item, 1).await, Admission::SoldOut);
+        testing::flush(&url, &prefix).await;
+    }
+
+    #[tokio::test]
+    async fn a_dead_process_units_stop_counting() {
+        let Some(url) = testing::redis_url("a_dead_process_units_stop_counting") else {
+            return;
+        };
+        let options = testing::options();
+        let prefix = options.prefix.clone();
+        let lease = Duration::from_millis(800);
+        let item = Uuid::now_v7();
+        {
+            let doomed = RedisStockGate::with_lease(testing::connect(&url, options.clone()).await, lease);
+            doomed.observe(item, obs(3, 1)).await;
+            for _ in 0..3 {
+                assert_eq!(doomed.admit(item, 1).await, Admission::Admitted);
+            }
+            // Dropped here without settling: the process died mid-purchase.
+        }
+        let survivor = RedisStockGate::with_lease(testing::connect(&url, options).await, lease);
+        assert_eq!(survivor.admit(item, 1).await, Admission::SoldOut);
+        let freed = testing::eventually(Duration::from_secs(15), || async {
+            survivor.admit(item, 3).await == Admission::Admitted
+        })
+        .await;
+        assert!(freed, "the dead process's units never stopped counting");
+        testing::flush(&url, &prefix).await;
+    }
+
+    #[tokio::test]
+    async fn a_flush_reads_as_unknown_until_reloaded() {
+        let Some(url) = testing::redis_url("a_flush_reads_as_unknown_until_reloaded") else {
+            return;
+        };
+        let options = testing::options();
+        let prefix = options.prefix.clone();
+        let gate = RedisStockGate::new(testing::connect(&url, options).await);
+        let item = Uuid::now_v7();
+        gate.observe(item, obs(5, 3)).await;
+        assert_eq!(gate.admit(item, 2).await, Admission::Admitted);
+        assert!(!testing::keys(&url, &prefix).await.is_empty());
+        testing::flush(&url, &prefix).await; // what FLUSHALL or a restart does to our keys
+        assert_eq!(gate.admit(item, 1).await, Admission::Unknown);
+        assert_eq!(gate.known_stock(item).await, None);
+        assert!(gate.claim_refresh(item, Duration::from_secs(1)).await);
+        // A settle or release of an unknown item does not bring it back half-made.
+        gate.settle(item, 2, obs(3, 4)).await;
+        gate.release(item, 1).await;
+        assert_eq!(gate.admit(item, 1).await, Admission::Unknown);
+        // The caller reloads from the database.
+        gate.observe(item, obs(3, 4)).await;
+        assert_eq!(gate.admit(item, 3).await, Admission::Admitted);
+        assert!(gate.gates.is_available(), "a missing key is not an outage");
+        gate.forget(item).await;
+        assert_eq!(gate.known_stock(item).await, None);
+        testing::flush(&url, &prefix).await;
+    }
+
+    #[tokio::test]
+    async fn one_refresh_claim_per_period_across_processes() {
+        let Some(url) = testing::redis_url("one_refresh_claim_per_period_across_processes") else {
+            return;
+        };
+        let options = testing::options();
+        let prefix = options.prefix.clone();
+        let a = Arc::new(RedisStockGate::new(testing::connect(&url, options.clone()).await));
+        let b = Arc::new(RedisStockGate::new(testing::connect(&url, options).await));
+        let item = Uuid::now_v7();
+        a.observe(item, obs(0, 1)).await;
+        // A period far longer than the test: only the aged view is claimable.
+        let hour = Duration::from_secs(3600);
+        assert!(!a.claim_refresh(item, hour).await, "just observed");
+        // Age the view by hand (white box: `at` is the last observation).
+        let client = redis::Client::open(url.as_str()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let _: i64 = conn.hset(a.key(item), "at", 0).await.unwrap();
+        let tasks: Vec<_> = (0..40)
+            .map(|i| {
+                let gate = if i % 2 == 0 { a.clone() } else { b.clone() };
+                tokio::spawn(async move { gate.claim_refresh(item, hour).await })
+            })
+            .collect();
+        let mut claimed = 0;
+        for task in tasks {
+            claimed += usize::from(task.await.unwrap());
+        }
+        assert_eq!(claimed, 1, "one re-read per period across processes");
+        testing::flush(&url, &prefix).await;
+    }
+
+    #[tokio::test]
+    async fn redis_and_local_gates_agree() {
+        let Some(url) = testing::redis_url("redis_and_local_gates_agree") else {
+            return;
+        };
+        let options = testing::options();
+        let prefix = options.prefix.clone();
+        // A long lease: nothing expires while the test runs.
+        let lease = Duration::from_secs(3600);
+        let shared = RedisStockGate::with_lease(testing::connect(&url, options).await, lease);
+        let local = LocalStockGate::with_lease(lease);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        let items: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
+        let mut version = 0;
+        for step in 0..600 {
+            let item = items[rng.random_range(0..items.len())];
+            let n = rng.random_range(0..4);
+            // Versions mostly rise, sometimes arrive late.
+            version += 1;
+            let seen = version - rng.random_range(0..3) * i64::from(rng.random_bool(0.3));
+            let observed = obs(rng.random_range(0..12), seen);
+            match rng.random_range(0..6) {
+                0 | 1 => assert_eq!(
+                    shared.admit(item, n).await,
+                    local.admit(item, n).await,
+                    "step {step}"
+                ),
+                2 => {
+                    shared.settle(item, n, observed).await;
+                    local.settle(item, n, observed).await;
+                }
+                3 => {
+                    shared.observe(item, observed).await;
+                    local.observe(item, observed).await;
+                }
+                4 => {
+                    shared.release(item, n).await;
+                    local.release(item, n).await;
+                }
+                _ => assert_eq!(
+                    shared.known_stock(item).await,
+                    local.known_stock(item).await,
+                    "step {step}"
+                ),
+            }
+        }
+        assert!(shared.gates.is_available());
+        testing::flush(&url, &prefix).await;
+    }
+}
