@@ -91,11 +91,16 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Bulk calls (a leaderboard load) may take this many call timeouts.
+const BULK_CALLS: u32 = 8;
+
 fn manager(client: &Client, options: &RedisOptions) -> RedisResult<ConnectionManager> {
     // Few, quick reconnection attempts: the probe owns the long retries.
+    // Each call is bounded by the gates; the connection's own bound only
+    // catches what they do not (the longest, a bulk call).
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(options.connect_timeout))
-        .set_response_timeout(Some(options.call_timeout))
+        .set_response_timeout(Some(options.call_timeout * BULK_CALLS))
         .set_number_of_retries(1)
         .set_min_delay(Duration::from_millis(50))
         .set_max_delay(Duration::from_millis(500));
@@ -184,8 +189,17 @@ impl RedisGates {
         self.run_within(self.inner.options.call_timeout, dirty, op).await
     }
 
-    /// [`run`](Self::run) with another bound (bulk operations).
-    pub(crate) async fn run_within<T, F, Fut>(&self, limit: Duration, dirty: &[&str], op: F) -> Option<T>
+    /// [`run`](Self::run) for bulk operations, with a longer bound.
+    pub(crate) async fn run_bulk<T, F, Fut>(&self, dirty: &[&str], op: F) -> Option<T>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        self.run_within(self.inner.options.call_timeout * BULK_CALLS, dirty, op)
+            .await
+    }
+
+    async fn run_within<T, F, Fut>(&self, limit: Duration, dirty: &[&str], op: F) -> Option<T>
     where
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: Future<Output = RedisResult<T>>,

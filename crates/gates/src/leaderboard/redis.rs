@@ -27,8 +27,6 @@ use crate::shared::RedisGates;
 pub const BOARD_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Length of the sort key at the start of a member.
 const SORT_KEY_LEN: usize = 48;
-/// Loads and batches may take longer than one call.
-const BULK_CALLS: u32 = 8;
 
 /// The shared leaderboards.
 ///
@@ -121,35 +119,28 @@ impl RedisLeaderboard {
         &self.local
     }
 
-    fn bulk_timeout(&self) -> Duration {
-        self.gates.options().call_timeout * BULK_CALLS
-    }
-
     /// Runs the record script; `None` when Redis could not.
-    async fn write(
-        &self,
-        auction: Uuid,
-        replace: bool,
-        standings: &[Standing],
-        limit: Duration,
-    ) -> Option<i64> {
+    async fn write(&self, auction: Uuid, replace: bool, standings: &[Standing], bulk: bool) -> Option<i64> {
         let [z, h] = self.keys(auction);
         let (z, h) = (z.as_str(), h.as_str());
         let ttl_ms = u64::try_from(BOARD_TTL.as_millis()).unwrap_or(u64::MAX);
-        self.gates
-            .run_within(limit, &[z, h], |mut conn| async move {
-                let mut call = self.record.key(z);
-                call.key(h).arg(if replace { "1" } else { "0" }).arg(ttl_ms);
-                for standing in standings {
-                    let member = member(standing.user_id, standing.placed_at_micros);
-                    call.arg(standing.user_id.to_string())
-                        .arg(&member)
-                        .arg(score_arg(standing.score))
-                        .arg(entry(&member, standing));
-                }
-                call.invoke_async::<i64>(&mut conn).await
-            })
-            .await
+        let op = |mut conn: redis::aio::ConnectionManager| async move {
+            let mut call = self.record.key(z);
+            call.key(h).arg(if replace { "1" } else { "0" }).arg(ttl_ms);
+            for standing in standings {
+                let member = member(standing.user_id, standing.placed_at_micros);
+                call.arg(standing.user_id.to_string())
+                    .arg(&member)
+                    .arg(score_arg(standing.score))
+                    .arg(entry(&member, standing));
+            }
+            call.invoke_async::<i64>(&mut conn).await
+        };
+        if bulk {
+            self.gates.run_bulk(&[z, h], op).await
+        } else {
+            self.gates.run(&[z, h], op).await
+        }
     }
 }
 
@@ -172,19 +163,14 @@ impl Leaderboard for RedisLeaderboard {
     }
 
     async fn load(&self, auction: Uuid, standings: Vec<Standing>) {
-        if self
-            .write(auction, true, &standings, self.bulk_timeout())
-            .await
-            .is_none()
-        {
+        if self.write(auction, true, &standings, true).await.is_none() {
             self.local().load(auction, standings).await;
         }
     }
 
     async fn record(&self, auction: Uuid, standing: Standing) -> u64 {
-        let limit = self.gates.options().call_timeout;
         match self
-            .write(auction, false, std::slice::from_ref(&standing), limit)
+            .write(auction, false, std::slice::from_ref(&standing), false)
             .await
         {
             Some(rank) => u64::try_from(rank).map_or(0, |rank| rank + 1),
@@ -196,11 +182,7 @@ impl Leaderboard for RedisLeaderboard {
         if standings.is_empty() {
             return;
         }
-        if self
-            .write(auction, false, standings, self.bulk_timeout())
-            .await
-            .is_none()
-        {
+        if self.write(auction, false, standings, true).await.is_none() {
             self.local().record_many(auction, standings).await;
         }
     }

@@ -6,6 +6,11 @@
 -- ARGV[3]  '1' counts the request when it passes, '0' only peeks
 -- ARGV[4]  now (µs); empty: Redis TIME (one clock for every process)
 -- Returns {1, 0} when it passes, {0, retry_after_us} when refused.
+-- Redis < 5 refuses writes after TIME unless effects are replicated;
+-- later versions always do so and keep this call as a no-op.
+if redis.replicate_commands then
+  redis.replicate_commands()
+end
 local interval = tonumber(ARGV[1])
 local tolerance = tonumber(ARGV[2])
 local now

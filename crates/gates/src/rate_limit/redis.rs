@@ -161,11 +161,7 @@ mod tests {
         assert!(wait.seconds() > 60, "{wait:?}");
         // Another address, another limit name: their own budgets.
         assert!(a.check("203.0.113.8".parse().unwrap()).await.is_ok());
-        let purchase = RedisRateLimiter::new(
-            testing::connect(&url, testing::options()).await,
-            "purchase",
-            hourly(1),
-        );
+        let purchase = RedisRateLimiter::new(a.gates.clone(), "purchase", hourly(1));
         assert!(purchase.check(ip).await.is_ok());
         assert!(a.gates.is_available() && b.gates.is_available());
         testing::flush(&url, &prefix).await;

@@ -2,6 +2,11 @@
 --   stock, version  the database's latest word (integers)
 --   at              when it was observed or a refresh claimed (ms, Redis clock)
 --   b:{index}       units admitted in that time bucket, not yet answered
+-- Redis < 5 refuses writes after TIME unless effects are replicated;
+-- later versions always do so and keep this call as a no-op.
+if redis.replicate_commands then
+  redis.replicate_commands()
+end
 local key = KEYS[1]
 
 local function now_ms()
