@@ -208,14 +208,30 @@ mod tests {
         let prefix = options.prefix.clone();
         let gates = testing::connect(&url, options).await;
         let mut rng = rand::rngs::StdRng::seed_from_u64(42);
+        // Periods of an hour or more: each key's TTL (from the instants the
+        // test passes in) then outlives any pause of the test on Redis's
+        // real clock, so no key expires between two steps.
+        let hour = Duration::from_secs(3600);
         let quotas = [
-            Quota::per_second(5, 10),
-            Quota::per_minute(5),
-            Quota::per_second(3, 1),
+            Quota {
+                count: 5,
+                period: hour,
+                burst: 10,
+            },
+            Quota {
+                count: 60,
+                period: hour,
+                burst: 1,
+            },
             Quota {
                 count: 7,
-                period: Duration::from_millis(1500),
+                period: hour * 3 / 2,
                 burst: 4,
+            },
+            Quota {
+                count: 3,
+                period: hour,
+                burst: 3,
             },
         ];
         for (q, quota) in quotas.into_iter().enumerate() {

@@ -220,6 +220,9 @@ mod tests {
     use super::*;
     use crate::testing;
 
+    /// A lease no test outlives: units expire only where a test wants it.
+    const HOUR: Duration = Duration::from_secs(3600);
+
     fn obs(stock: i64, version: i64) -> Observed {
         Observed { stock, version }
     }
@@ -231,8 +234,14 @@ mod tests {
         };
         let options = testing::options();
         let prefix = options.prefix.clone();
-        let a = Arc::new(RedisStockGate::new(testing::connect(&url, options.clone()).await));
-        let b = Arc::new(RedisStockGate::new(testing::connect(&url, options).await));
+        let a = Arc::new(RedisStockGate::with_lease(
+            testing::connect(&url, options.clone()).await,
+            HOUR,
+        ));
+        let b = Arc::new(RedisStockGate::with_lease(
+            testing::connect(&url, options).await,
+            HOUR,
+        ));
         let item = Uuid::now_v7();
         assert_eq!(a.admit(item, 1).await, Admission::Unknown);
         a.observe(item, obs(50, 1)).await;
@@ -275,7 +284,7 @@ mod tests {
         };
         let options = testing::options();
         let prefix = options.prefix.clone();
-        let gate = RedisStockGate::new(testing::connect(&url, options).await);
+        let gate = RedisStockGate::with_lease(testing::connect(&url, options).await, HOUR);
         let item = Uuid::now_v7();
         gate.observe(item, obs(10, 5)).await;
         gate.observe(item, obs(12, 4)).await;
@@ -299,7 +308,8 @@ mod tests {
         };
         let options = testing::options();
         let prefix = options.prefix.clone();
-        let lease = Duration::from_millis(800);
+        // Long enough that the first refusal below is not a race with it.
+        let lease = Duration::from_secs(4);
         let item = Uuid::now_v7();
         {
             let doomed = RedisStockGate::with_lease(testing::connect(&url, options.clone()).await, lease);
@@ -387,8 +397,7 @@ mod tests {
         };
         let options = testing::options();
         let prefix = options.prefix.clone();
-        // A long lease: nothing expires while the test runs.
-        let lease = Duration::from_secs(3600);
+        let lease = HOUR;
         let shared = RedisStockGate::with_lease(testing::connect(&url, options).await, lease);
         let local = LocalStockGate::with_lease(lease);
         let mut rng = rand::rngs::StdRng::seed_from_u64(9);
