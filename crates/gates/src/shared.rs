@@ -65,6 +65,16 @@ pub struct RedisGates {
     inner: Arc<Inner>,
 }
 
+impl std::fmt::Debug for RedisGates {
+    // No URL: it may hold a password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisGates")
+            .field("prefix", &self.inner.options.prefix)
+            .field("available", &self.is_available())
+            .finish()
+    }
+}
+
 struct Inner {
     client: Client,
     options: RedisOptions,

@@ -38,6 +38,19 @@ pub(crate) async fn connect(url: &str, options: RedisOptions) -> RedisGates {
     gates
 }
 
+/// Runs one command on the test Redis directly (bounded in time).
+pub(crate) async fn command<T: redis::FromRedisValue>(url: &str, cmd: &redis::Cmd) -> T {
+    let client = redis::Client::open(url).expect("valid URL");
+    let work = async {
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        cmd.query_async::<T>(&mut conn).await
+    };
+    tokio::time::timeout(Duration::from_secs(10), work)
+        .await
+        .expect("Redis answers in time")
+        .expect("command")
+}
+
 /// Every key under `prefix` (bounded in time).
 pub(crate) async fn keys(url: &str, prefix: &str) -> Vec<String> {
     let client = redis::Client::open(url).expect("valid URL");

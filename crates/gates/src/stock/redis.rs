@@ -373,9 +373,7 @@ mod tests {
         let hour = Duration::from_secs(3600);
         assert!(!a.claim_refresh(item, hour).await, "just observed");
         // Age the view by hand (white box: `at` is the last observation).
-        let client = redis::Client::open(url.as_str()).unwrap();
-        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-        let _: i64 = conn.hset(a.key(item), "at", 0).await.unwrap();
+        let _: i64 = testing::command(&url, redis::cmd("HSET").arg(a.key(item)).arg("at").arg(0)).await;
         let tasks: Vec<_> = (0..40)
             .map(|i| {
                 let gate = if i % 2 == 0 { a.clone() } else { b.clone() };
