@@ -165,6 +165,8 @@ pub struct EventItem {
     pub currency: String,
     pub stock_total: i64,
     pub stock_remaining: i64,
+    /// Moves with every change of the stock: orders live stock updates.
+    pub stock_version: i64,
     pub per_user_limit: Option<i64>,
 }
 

@@ -1,12 +1,24 @@
-//! Admission gates that sit in front of the database: rate limits now,
-//! stock admission and leaderboards as those domains land.
+//! Admission gates that sit in front of the database: rate limits, stock
+//! admission and auction leaderboards.
 //!
 //! Each gate is a trait with an in-process implementation (the zero-setup
-//! default); a Redis implementation takes over when several processes must
-//! share the counters.
+//! default) and a Redis one that every process of a deployment shares.
+//! The Redis ones go through one [`RedisGates`] handle and fall back to
+//! their in-process twin while Redis is unreachable, returning to Redis on
+//! their own when it answers again. See `README.md` beside this crate for
+//! the keys, the bounds and the behaviour during an outage.
 
+mod error;
+pub mod gcra;
+pub mod leaderboard;
 pub mod rate_limit;
+mod shared;
 pub mod stock;
+#[cfg(test)]
+mod testing;
 
-pub use rate_limit::{LocalRateLimiter, Quota, RateLimiter, RetryAfter};
-pub use stock::{Admission, StockGate};
+pub use error::GateError;
+pub use leaderboard::{Leaderboard, LocalLeaderboard, RedisLeaderboard, Standing};
+pub use rate_limit::{LocalRateLimiter, Quota, RateLimiter, RedisRateLimiter, RetryAfter};
+pub use shared::{RedisGates, RedisOptions};
+pub use stock::{Admission, LocalStockGate, Observed, RedisStockGate, StockGate};

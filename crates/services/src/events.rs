@@ -17,7 +17,7 @@ use domain::cursor::CursorCodec;
 use domain::events::{self, Comment, Event, EventInput, EventItem, EventPatch, EventStatus, ItemInput, Near};
 use domain::page::{Page, Position, page_from_rows, page_request};
 use domain::user::{Permission, Role};
-use gates::StockGate;
+use gates::{Observed, StockGate};
 use moka::future::Cache;
 use store::Store;
 use store::events::{Attendance, DropItems, EventChange, EventFilter, Transition};
@@ -108,7 +108,7 @@ impl Views {
 
 pub struct EventService {
     store: Arc<dyn Store>,
-    gate: Arc<StockGate>,
+    gate: Arc<dyn StockGate>,
     cursors: CursorCodec,
     clock: Clock,
     views: Views,
@@ -121,7 +121,7 @@ pub struct EventService {
 impl EventService {
     pub fn new(
         store: Arc<dyn Store>,
-        gate: Arc<StockGate>,
+        gate: Arc<dyn StockGate>,
         cursors: CursorCodec,
         clock: Clock,
         schedule_changed: Arc<Notify>,
@@ -206,7 +206,7 @@ impl EventService {
     async fn details(&self, event: Event) -> Result<EventDetails> {
         let items = self.store.event_items(event.id).await?;
         for item in &items {
-            self.gate.observe(item.id, item.stock_remaining);
+            self.gate.observe(item.id, observed(item)).await;
         }
         Ok(EventDetails { event, items })
     }
@@ -252,7 +252,7 @@ impl EventService {
             .iter()
             .filter(|old| !details.items.iter().any(|i| i.id == old.id))
         {
-            self.gate.forget(gone.id);
+            self.gate.forget(gone.id).await;
         }
         Ok(details)
     }
@@ -263,7 +263,7 @@ impl EventService {
         let items = self.store.event_items(id).await?;
         self.store.delete_event(id, principal.user_id).await?;
         for item in items {
-            self.gate.forget(item.id);
+            self.gate.forget(item.id).await;
         }
         self.changed(id).await;
         Ok(())
@@ -296,28 +296,31 @@ impl EventService {
             })
             .await
             .map_err(Error::shared)?;
+        let mut live = Vec::with_capacity(details.items.len());
         for item in &details.items {
-            if self.gate.known_stock(item.id).is_none() {
-                self.gate.observe(item.id, item.stock_remaining);
+            let known = self.gate.known_stock(item.id).await;
+            if known.is_none() {
+                self.gate.observe(item.id, observed(item)).await;
             }
+            live.push(known.unwrap_or(item.stock_remaining));
         }
-        Ok(self.with_live_stock(details))
+        Ok(self.with_live_stock(details, &live))
     }
 
-    fn with_live_stock(&self, details: Arc<EventDetails>) -> Arc<EventDetails> {
-        let stale = details.items.iter().any(|item| {
-            self.gate
-                .known_stock(item.id)
-                .is_some_and(|stock| stock != item.stock_remaining)
-        });
+    /// The page with each item's stock as the gate knows it (`live`, in
+    /// item order), which every sale updates between page loads.
+    fn with_live_stock(&self, details: Arc<EventDetails>, live: &[i64]) -> Arc<EventDetails> {
+        let stale = details
+            .items
+            .iter()
+            .zip(live)
+            .any(|(item, stock)| *stock != item.stock_remaining);
         if !stale {
             return details;
         }
         let mut fresh = (*details).clone();
-        for item in &mut fresh.items {
-            if let Some(stock) = self.gate.known_stock(item.id) {
-                item.stock_remaining = stock;
-            }
+        for (item, stock) in fresh.items.iter_mut().zip(live) {
+            item.stock_remaining = *stock;
         }
         let any_left = fresh.items.iter().any(|i| i.stock_remaining > 0);
         fresh.event.status = events::status_at(
@@ -441,6 +444,14 @@ impl EventService {
             }
         }
         Ok(page.map(|root| nest(root, &mut children)))
+    }
+}
+
+/// What an item's row says of its stock, for the gate.
+fn observed(item: &EventItem) -> Observed {
+    Observed {
+        stock: item.stock_remaining,
+        version: item.stock_version,
     }
 }
 

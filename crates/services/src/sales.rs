@@ -17,9 +17,9 @@ use domain::events::is_on_sale;
 use domain::page::{Page, Position, page_from_rows, page_request};
 use domain::sales::{self, LedgerLine, Order, OrderStatus, Reservation, ReserveOutcome, SalesStats};
 use domain::user::Role;
-use gates::{Admission, StockGate};
+use gates::{Admission, Observed, StockGate};
 use store::Store;
-use store::sales::{ConfirmOutcome, Returned};
+use store::sales::{ConfirmOutcome, Returned, SaleItem};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
@@ -52,7 +52,7 @@ struct Job {
 
 pub struct SalesService {
     store: Arc<dyn Store>,
-    gate: Arc<StockGate>,
+    gate: Arc<dyn StockGate>,
     events: Arc<EventService>,
     cursors: CursorCodec,
     clock: Clock,
@@ -61,6 +61,14 @@ pub struct SalesService {
     /// One group-commit task per item being bought; each stops after
     /// `BATCHER_IDLE` without work, so this holds only hot items.
     batchers: Arc<DashMap<Uuid, mpsc::Sender<Job>>>,
+}
+
+/// What the database said of an item's stock, for the gate.
+fn observed(item: &SaleItem) -> Observed {
+    Observed {
+        stock: item.stock_remaining,
+        version: item.stock_version,
+    }
 }
 
 fn sold_out() -> Error {
@@ -74,7 +82,7 @@ fn not_live() -> Error {
 impl SalesService {
     pub fn new(
         store: Arc<dyn Store>,
-        gate: Arc<StockGate>,
+        gate: Arc<dyn StockGate>,
         events: Arc<EventService>,
         cursors: CursorCodec,
         clock: Clock,
@@ -143,7 +151,7 @@ impl SalesService {
         let outcome = match self.submit(item_id, reservation, admitted).await {
             Ok(outcome) => outcome,
             Err(err) => {
-                self.gate.release(item_id, admitted);
+                self.gate.release(item_id, admitted).await;
                 return Err(err);
             }
         };
@@ -181,7 +189,7 @@ impl SalesService {
     /// when a sold-out answer rests on an old view.
     async fn admit(&self, item_id: Uuid, quantity: i64) -> Result<()> {
         for _ in 0..2 {
-            match self.gate.admit(item_id, quantity) {
+            match self.gate.admit(item_id, quantity).await {
                 Admission::Admitted => {
                     metrics::counter!("swiftdrop_gate_decisions_total", "decision" => "admitted")
                         .increment(1);
@@ -189,12 +197,12 @@ impl SalesService {
                 }
                 Admission::Unknown => {
                     let item = self.store.sale_item(item_id).await?;
-                    self.gate.observe(item_id, item.stock_remaining);
+                    self.gate.observe(item_id, observed(&item)).await;
                 }
                 Admission::SoldOut => {
-                    if self.gate.claim_refresh(item_id, GATE_REFRESH) {
+                    if self.gate.claim_refresh(item_id, GATE_REFRESH).await {
                         let item = self.store.sale_item(item_id).await?;
-                        self.gate.observe(item_id, item.stock_remaining);
+                        self.gate.observe(item_id, observed(&item)).await;
                         continue;
                     }
                     break;
@@ -320,8 +328,11 @@ impl SalesService {
     }
 
     async fn stock_returned(&self, returned: &Returned) {
-        self.gate
-            .observe(returned.event_item_id, returned.stock_remaining);
+        let observed = Observed {
+            stock: returned.stock_remaining,
+            version: returned.stock_version,
+        };
+        self.gate.observe(returned.event_item_id, observed).await;
         self.events.stock_moved(returned.event_id).await;
     }
 
@@ -357,7 +368,7 @@ struct Batcher {
     item_id: Uuid,
     max_batch: usize,
     store: Arc<dyn Store>,
-    gate: Arc<StockGate>,
+    gate: Arc<dyn StockGate>,
     events: Arc<EventService>,
     default_ttl_seconds: i64,
     receiver: mpsc::Receiver<Job>,
@@ -406,7 +417,11 @@ impl Batcher {
         metrics::histogram!("swiftdrop_reserve_batch_size").record(jobs.len() as f64);
         match result {
             Ok(batch) => {
-                self.gate.settle(self.item_id, admitted, batch.stock_remaining);
+                let observed = Observed {
+                    stock: batch.stock_remaining,
+                    version: batch.stock_version,
+                };
+                self.gate.settle(self.item_id, admitted, observed).await;
                 if batch
                     .outcomes
                     .iter()

@@ -22,7 +22,8 @@ const EVENT_SELECT: &str = "SELECT e.id, e.title, e.description, e.location, e.s
      FROM events e JOIN users u ON u.id = e.created_by";
 
 const ITEM_SELECT: &str = "SELECT i.id, i.event_id, i.product_id, p.name, i.price_cents, i.currency, \
-     i.stock_total, i.stock_remaining, i.per_user_limit FROM event_items i JOIN products p ON p.id = i.product_id";
+     i.stock_total, i.stock_remaining, i.stock_version, i.per_user_limit \
+     FROM event_items i JOIN products p ON p.id = i.product_id";
 
 /// The drop part of an event write: the items the event should have.
 pub struct DropItems<'a> {

@@ -79,7 +79,7 @@ pub async fn build_with(config: &Config, roles: Roles, clock: Clock) -> anyhow::
     )?);
     let catalog = Arc::new(CatalogService::new(store.clone(), keys.cursors.clone()));
     let uploads = Arc::new(UploadService::new(store.clone(), object_store(config)?));
-    let gate = Arc::new(gates::StockGate::new());
+    let gate: Arc<dyn gates::StockGate> = Arc::new(gates::LocalStockGate::new());
     let schedule_changed = Arc::new(Notify::new());
     let outbox_written = Arc::new(Notify::new());
     let events = Arc::new(EventService::new(
