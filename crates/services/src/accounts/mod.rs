@@ -3,6 +3,7 @@
 
 mod cache;
 pub mod passwords;
+pub mod session;
 pub mod tokens;
 
 use std::sync::Arc;
