@@ -39,6 +39,7 @@ pub use state::{AppState, HttpSettings, Limits};
         (name = "uploads", description = "Images and PDFs"),
         (name = "events", description = "Community events and drops"),
         (name = "sales", description = "Purchases and orders"),
+        (name = "auctions", description = "Auctions: scored bids, leaderboards, settlement"),
         (name = "notifications", description = "Notification history (live push: GET /ws)"),
         (name = "admin", description = "Administration"),
     )
@@ -70,6 +71,7 @@ fn api_routes(body_limit: usize) -> (Router<AppState>, utoipa::openapi::OpenApi)
         .merge(routes::profile::routes())
         .merge(routes::catalog::routes())
         .merge(routes::events::routes())
+        .merge(routes::auctions::routes())
         .merge(routes::sales::routes())
         .merge(routes::notifications::routes())
         .merge(routes::admin::routes())

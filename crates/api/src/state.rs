@@ -6,6 +6,7 @@ use gates::RateLimiter;
 use metrics_exporter_prometheus::PrometheusHandle;
 use services::accounts::AccountService;
 use services::admin::AdminService;
+use services::auctions::AuctionService;
 use services::catalog::CatalogService;
 use services::events::EventService;
 use services::health::Health;
@@ -21,11 +22,14 @@ pub struct AppState {
     pub uploads: Arc<UploadService>,
     pub events: Arc<EventService>,
     pub sales: Arc<SalesService>,
+    pub auctions: Arc<AuctionService>,
     pub notifications: Arc<NotificationService>,
     pub admin: Arc<AdminService>,
     pub health: Arc<Health>,
     pub limits: Arc<Limits>,
     pub trusted_proxies: Arc<[IpAddr]>,
+    /// Origins besides our own whose pages may open `/ws` with a cookie.
+    pub cors_origins: Arc<[String]>,
     pub metrics: Option<PrometheusHandle>,
 }
 
@@ -37,6 +41,8 @@ pub struct Limits {
     pub api: Arc<dyn RateLimiter>,
     /// Purchase attempts.
     pub purchase: Arc<dyn RateLimiter>,
+    /// Bids.
+    pub bid: Arc<dyn RateLimiter>,
 }
 
 /// HTTP behaviour that is configured rather than coded.

@@ -1,6 +1,7 @@
 //! The JSON shapes of the API (field names fixed by API.md).
 
 use chrono::{DateTime, Utc};
+use domain::auctions::Auction;
 use domain::catalog::{Product, Review, WishlistEntry};
 use domain::events::{Comment, EventItem};
 use domain::notify::Notification;
@@ -252,9 +253,8 @@ pub struct EventView {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub items: Vec<EventItemView>,
-    /// Auctions of this event (none until auctions are attached).
-    #[schema(value_type = Vec<Object>)]
-    pub auctions: Vec<serde_json::Value>,
+    /// Auctions of this event.
+    pub auctions: Vec<AuctionView>,
 }
 
 impl From<&services::events::EventDetails> for EventView {
@@ -282,7 +282,7 @@ impl From<&services::events::EventDetails> for EventView {
             created_at: event.created_at,
             updated_at: event.updated_at,
             items: details.items.iter().map(EventItemView::from).collect(),
-            auctions: Vec::new(),
+            auctions: details.auctions.iter().cloned().map(AuctionView::from).collect(),
         }
     }
 }
@@ -328,8 +328,12 @@ impl From<services::events::Thread> for CommentView {
 pub struct OrderView {
     pub id: Uuid,
     pub user_id: Uuid,
-    pub event_id: Uuid,
-    pub event_item_id: Uuid,
+    /// The drop's event, or the auction's when it is part of one.
+    pub event_id: Option<Uuid>,
+    /// The item bought; null for an auction's winning bid.
+    pub event_item_id: Option<Uuid>,
+    /// The auction won; null for a purchase.
+    pub auction_id: Option<Uuid>,
     pub product_id: Uuid,
     pub quantity: i64,
     pub unit_price_cents: i64,
@@ -348,6 +352,7 @@ impl From<Order> for OrderView {
             user_id: order.user_id,
             event_id: order.event_id,
             event_item_id: order.event_item_id,
+            auction_id: order.auction_id,
             product_id: order.product_id,
             quantity: order.quantity,
             unit_price_cents: order.unit_price_cents,
@@ -532,5 +537,164 @@ impl From<services::admin::Dashboard> for DashboardView {
                 admins: dashboard.users.admins,
             },
         }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuctionView {
+    pub id: Uuid,
+    pub product_id: Uuid,
+    pub event_id: Option<Uuid>,
+    pub upset_price_cents: i64,
+    pub currency: String,
+    /// How many bidders win.
+    pub inventory: i64,
+    pub alpha: f64,
+    pub beta: f64,
+    pub gamma: f64,
+    pub start_time: DateTime<Utc>,
+    /// Moves out when a bid lands in the last `extend_seconds`.
+    pub end_time: DateTime<Utc>,
+    pub extend_seconds: Option<i64>,
+    #[schema(example = "live")]
+    pub status: &'static str,
+    /// The lowest winning bid, once settled.
+    pub final_price_cents: Option<i64>,
+}
+
+impl From<Auction> for AuctionView {
+    fn from(a: Auction) -> Self {
+        AuctionView {
+            id: a.id,
+            product_id: a.product_id,
+            event_id: a.event_id,
+            upset_price_cents: a.upset_price_cents,
+            currency: a.currency,
+            inventory: a.inventory,
+            alpha: a.alpha,
+            beta: a.beta,
+            gamma: a.gamma,
+            start_time: a.start_time,
+            end_time: a.end_time,
+            extend_seconds: a.extend_seconds,
+            status: a.status.as_str(),
+            final_price_cents: a.final_price_cents,
+        }
+    }
+}
+
+/// A bid as it stands right after it was placed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BidView {
+    pub auction_id: Uuid,
+    pub user_id: Uuid,
+    pub bid_cents: i64,
+    /// `alpha * price + beta / (gamma + weight)`, the price in currency units.
+    pub score: f64,
+    /// The bidder's rank right after this bid (1 is best).
+    pub rank: u64,
+    pub placed_at: DateTime<Utc>,
+}
+
+impl From<services::auctions::PlacedBid> for BidView {
+    fn from(placed: services::auctions::PlacedBid) -> Self {
+        BidView {
+            auction_id: placed.bid.auction_id,
+            user_id: placed.bid.user_id,
+            bid_cents: placed.bid.bid_cents,
+            score: placed.bid.score,
+            rank: placed.rank,
+            placed_at: placed.bid.placed_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LeaderboardEntryView {
+    pub rank: u64,
+    pub user_id: Uuid,
+    pub username: String,
+    pub bid_cents: i64,
+    pub score: f64,
+}
+
+/// An auction's leaderboard (the `leaderboard` live message has the same
+/// shape, plus `"type": "leaderboard"`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LeaderboardView {
+    pub auction_id: Uuid,
+    #[schema(example = "live")]
+    pub status: &'static str,
+    pub end_time: DateTime<Utc>,
+    /// Everyone who holds a bid.
+    pub bidders: u64,
+    /// The best bids, best first.
+    pub entries: Vec<LeaderboardEntryView>,
+}
+
+impl From<services::auctions::Standings> for LeaderboardView {
+    fn from(standings: services::auctions::Standings) -> Self {
+        LeaderboardView {
+            auction_id: standings.auction.id,
+            status: standings.auction.status.as_str(),
+            end_time: standings.auction.end_time,
+            bidders: standings.bidders,
+            entries: standings
+                .entries
+                .into_iter()
+                .map(|(rank, s)| LeaderboardEntryView {
+                    rank,
+                    user_id: s.user_id,
+                    username: s.username,
+                    bid_cents: s.bid_cents,
+                    score: s.score,
+                })
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The HTTP leaderboard and the live message are one shape.
+    #[test]
+    fn the_leaderboard_view_matches_the_live_message() {
+        let now = Utc::now();
+        let standings = services::auctions::Standings {
+            auction: Auction {
+                id: Uuid::now_v7(),
+                product_id: Uuid::now_v7(),
+                event_id: None,
+                upset_price_cents: 100,
+                currency: "EUR".into(),
+                inventory: 1,
+                alpha: 1.0,
+                beta: 1.0,
+                gamma: 1.0,
+                start_time: now,
+                end_time: now,
+                extend_seconds: None,
+                status: domain::auctions::AuctionStatus::Live,
+                final_price_cents: None,
+                created_at: now,
+                updated_at: now,
+            },
+            bidders: 1,
+            entries: vec![(
+                1,
+                gates::Standing {
+                    user_id: Uuid::now_v7(),
+                    username: "ann".into(),
+                    bid_cents: 150,
+                    score: 2.5,
+                    placed_at_micros: 0,
+                },
+            )],
+        };
+        let live = services::auctions::leaderboard_json(&standings);
+        let view = serde_json::to_value(LeaderboardView::from(standings)).unwrap();
+        assert_eq!(view, live);
     }
 }

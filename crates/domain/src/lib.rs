@@ -3,6 +3,7 @@
 //! Everything here is deterministic and unit-tested; the layers above
 //! (store, services, api) call into it and never re-implement a rule.
 
+pub mod auctions;
 pub mod catalog;
 pub mod clock;
 pub mod cursor;

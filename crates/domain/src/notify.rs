@@ -106,21 +106,55 @@ pub fn status_message(event_id: Uuid, status: &str) -> Value {
     json!({"type": "event.status", "event_id": event_id, "status": status})
 }
 
+/// What an order message says of the order.
+#[derive(Debug, Clone, Copy)]
+pub struct OrderChange<'a> {
+    pub order_id: Uuid,
+    pub user_id: Uuid,
+    pub event_id: Option<Uuid>,
+    pub event_item_id: Option<Uuid>,
+    pub auction_id: Option<Uuid>,
+    pub quantity: i64,
+    pub status: &'a str,
+}
+
 /// Live data for a buyer: their order changed status.
-pub fn order_message(
-    order_id: Uuid,
-    user_id: Uuid,
-    event_id: Uuid,
-    item_id: Uuid,
-    quantity: i64,
-    status: &str,
-) -> Value {
+pub fn order_message(change: OrderChange<'_>) -> Value {
     json!({
         "type": "order",
-        "user_id": user_id,
-        "order": {"id": order_id, "user_id": user_id, "event_id": event_id, "event_item_id": item_id,
-                  "quantity": quantity, "status": status},
+        "user_id": change.user_id,
+        "order_id": change.order_id,
+        "status": change.status,
+        "order": {"id": change.order_id, "user_id": change.user_id, "event_id": change.event_id,
+                  "event_item_id": change.event_item_id, "auction_id": change.auction_id,
+                  "quantity": change.quantity, "status": change.status},
     })
+}
+
+/// The notification of an auction's outcome to one bidder: `auction.won`
+/// (with the order to confirm) or `auction.lost`.
+pub fn auction_result_message(
+    auction: &crate::auctions::Auction,
+    placing: &crate::auctions::Placing,
+    order_id: Option<Uuid>,
+) -> Value {
+    let kind = if placing.won {
+        "auction.won"
+    } else {
+        "auction.lost"
+    };
+    let mut message = json!({
+        "type": "notification",
+        "notification_type": kind,
+        "auction": {"id": auction.id, "product_id": auction.product_id, "final_price_cents": auction.final_price_cents},
+        "bid_cents": placing.bid.bid_cents,
+        "rank": placing.rank,
+        "recipients": [placing.bid.user_id],
+    });
+    if let Some(order_id) = order_id {
+        message["order_id"] = json!(order_id);
+    }
+    message
 }
 
 /// The id of one stored copy of a message: a broadcast keeps the message

@@ -62,8 +62,12 @@ impl TryFrom<String> for OrderStatus {
 pub struct Order {
     pub id: Uuid,
     pub user_id: Uuid,
-    pub event_id: Uuid,
-    pub event_item_id: Uuid,
+    /// The event of the item, or of the auction when it is part of one.
+    pub event_id: Option<Uuid>,
+    /// The item bought in a drop; none for an auction's winning bid.
+    pub event_item_id: Option<Uuid>,
+    /// The auction won; none for a purchase.
+    pub auction_id: Option<Uuid>,
     pub product_id: Uuid,
     pub quantity: i64,
     pub unit_price_cents: i64,
@@ -237,8 +241,9 @@ pub fn allocate(
         let order = Order {
             id: request.order_id,
             user_id: request.user_id,
-            event_id: terms.event_id,
-            event_item_id: terms.item_id,
+            event_id: Some(terms.event_id),
+            event_item_id: Some(terms.item_id),
+            auction_id: None,
             product_id: terms.product_id,
             quantity: request.quantity,
             unit_price_cents: terms.price_cents,

@@ -55,6 +55,11 @@ impl Default for Hub {
     }
 }
 
+/// The user id under which sockets without a signed-in user are kept: they
+/// follow public topics (stock, status, leaderboards) and hear no
+/// notification, broadcasts included.
+pub const VISITOR: Uuid = Uuid::nil();
+
 /// A registered socket; dropping it unregisters the socket.
 pub struct Subscription {
     hub: Arc<Hub>,
@@ -165,6 +170,11 @@ impl Hub {
             .unwrap_or_default()
     }
 
+    /// Whether any socket of this process follows `topic`.
+    pub fn has_followers(&self, topic: Uuid) -> bool {
+        self.topics.get(&topic).is_some_and(|f| !f.is_empty())
+    }
+
     /// Pushes to every socket following `topic`.
     pub async fn send_topic(&self, topic: Uuid, message: &[u8]) {
         let Some(followers) = self.topics.get(&topic).map(|f| f.clone()) else {
@@ -180,17 +190,23 @@ impl Hub {
         self.write_split(outlets, outlet::text_frame(message)).await;
     }
 
-    /// Pushes to every connected socket.
+    /// Pushes to every socket of a signed-in user.
     pub async fn broadcast(&self, message: &[u8]) {
-        self.write_split(self.outlets_where(|_| true), outlet::text_frame(message))
-            .await;
+        let outlets = self.outlets_where(|user, _| user != VISITOR);
+        self.write_split(outlets, outlet::text_frame(message)).await;
     }
 
-    /// The sockets, of every user, whose id `wanted` accepts.
-    fn outlets_where(&self, wanted: impl Fn(u64) -> bool) -> Vec<Arc<Outlet>> {
+    /// The sockets whose user and socket id `wanted` accepts.
+    fn outlets_where(&self, wanted: impl Fn(Uuid, u64) -> bool) -> Vec<Arc<Outlet>> {
         let mut outlets = Vec::with_capacity(self.connections());
         for clients in self.users.iter() {
-            outlets.extend(clients.iter().filter(|c| wanted(c.id)).map(|c| c.outlet.clone()));
+            let user = *clients.key();
+            outlets.extend(
+                clients
+                    .iter()
+                    .filter(|c| wanted(user, c.id))
+                    .map(|c| c.outlet.clone()),
+            );
         }
         outlets
     }
@@ -234,7 +250,7 @@ impl Hub {
             every.tick().await;
             let slice = tick % slices;
             let cutoff = tokio::time::Instant::now().checked_sub(idle_limit);
-            let mut outlets = self.outlets_where(|id| id % slices == slice);
+            let mut outlets = self.outlets_where(|_, id| id % slices == slice);
             if let Some(cutoff) = cutoff {
                 outlets.retain(|outlet| !outlet.stop_if_silent_since(cutoff));
             }
@@ -290,6 +306,20 @@ mod tests {
         assert_eq!(read_frame(&mut b).await, b"for all");
         nothing_more(&mut b).await;
         assert_eq!(hub.connections(), 2);
+    }
+
+    #[tokio::test]
+    async fn visitors_follow_topics_but_hear_no_broadcast() {
+        let hub = Hub::new();
+        let (visitor, _, mut v) = socket(&hub, VISITOR).await;
+        let (_user, _, mut u) = socket(&hub, Uuid::now_v7()).await;
+        let page = Uuid::now_v7();
+        visitor.follow(page);
+        hub.broadcast(b"for users").await;
+        hub.send_topic(page, b"stock").await;
+        assert_eq!(read_frame(&mut u).await, b"for users");
+        assert_eq!(read_frame(&mut v).await, b"stock");
+        nothing_more(&mut v).await;
     }
 
     #[tokio::test]

@@ -9,5 +9,5 @@ pub mod outlet;
 
 pub use amqp::AmqpBus;
 pub use bus::{Bus, BusError, LocalBus, Message};
-pub use hub::{Hub, Subscription};
+pub use hub::{Hub, Subscription, VISITOR};
 pub use outlet::{Outlet, SocketIo, Stop};

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use domain::ValidationErrors;
+use domain::auctions::Auction;
 use domain::clock::Clock;
 use domain::cursor::CursorCodec;
 use domain::events::{self, Comment, Event, EventInput, EventItem, EventPatch, EventStatus, ItemInput, Near};
@@ -28,11 +29,12 @@ use uuid::Uuid;
 use crate::accounts::Principal;
 use crate::{Error, Result};
 
-/// An event with its items, as the event page shows it.
+/// An event with its items and auctions, as the event page shows it.
 #[derive(Debug, Clone)]
 pub struct EventDetails {
     pub event: Event,
     pub items: Vec<EventItem>,
+    pub auctions: Vec<Auction>,
 }
 
 /// A comment with its replies, to any depth.
@@ -166,6 +168,20 @@ impl EventService {
         self.views.pages.invalidate(&id).await;
     }
 
+    /// The live data of an event as the database holds it now, for a page
+    /// that just subscribed: each item's `stock` (with its version, so a
+    /// push already on its way cannot be taken for newer) and the event's
+    /// `event.status`.
+    pub async fn live_data(&self, id: Uuid) -> Result<Vec<serde_json::Value>> {
+        let (event, items) = tokio::try_join!(self.store.event(id), self.store.event_items(id))?;
+        let mut messages: Vec<serde_json::Value> = items
+            .iter()
+            .map(|i| domain::notify::stock_message(id, i.id, i.stock_remaining, i.stock_version))
+            .collect();
+        messages.push(domain::notify::status_message(id, event.status.as_str()));
+        Ok(messages)
+    }
+
     /// What the purchase path needs to know about an item, cached briefly.
     pub async fn sale_item(&self, item_id: Uuid) -> Result<SaleItem> {
         let store = self.store.clone();
@@ -208,7 +224,12 @@ impl EventService {
         for item in &items {
             self.gate.observe(item.id, observed(item)).await;
         }
-        Ok(EventDetails { event, items })
+        let auctions = self.store.auctions_of_events(&[event.id]).await?;
+        Ok(EventDetails {
+            event,
+            items,
+            auctions,
+        })
     }
 
     fn authorize_owner(principal: &Principal, event: &Event) -> Result<()> {
@@ -292,7 +313,12 @@ impl EventService {
             .try_get_with(id, async move {
                 let event = store.event(id).await?;
                 let items = store.event_items(id).await?;
-                Ok::<_, Error>(Arc::new(EventDetails { event, items }))
+                let auctions = store.auctions_of_events(&[id]).await?;
+                Ok::<_, Error>(Arc::new(EventDetails {
+                    event,
+                    items,
+                    auctions,
+                }))
             })
             .await
             .map_err(Error::shared)?;
@@ -378,8 +404,15 @@ impl EventService {
         for item in self.store.items_of_events(&ids).await? {
             items.entry(item.event_id).or_default().push(item);
         }
+        let mut auctions: HashMap<Uuid, Vec<Auction>> = HashMap::new();
+        for auction in self.store.auctions_of_events(&ids).await? {
+            if let Some(event) = auction.event_id {
+                auctions.entry(event).or_default().push(auction);
+            }
+        }
         Ok(page.map(|event| EventDetails {
             items: items.remove(&event.id).unwrap_or_default(),
+            auctions: auctions.remove(&event.id).unwrap_or_default(),
             event,
         }))
     }

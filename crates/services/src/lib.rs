@@ -3,6 +3,8 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod auctions;
+mod batch;
 pub mod catalog;
 mod error;
 pub mod events;

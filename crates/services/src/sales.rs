@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use dashmap::DashMap;
 use domain::clock::Clock;
 use domain::cursor::CursorCodec;
 use domain::events::is_on_sale;
@@ -20,17 +19,16 @@ use domain::user::Role;
 use gates::{Admission, Observed, StockGate};
 use store::Store;
 use store::sales::{ConfirmOutcome, Returned, SaleItem};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::accounts::Principal;
+use crate::batch::{BatchWork, GroupCommit};
 use crate::events::EventService;
 use crate::{Error, Result};
 
 /// Requests one transaction reserves at most, by default.
 pub const DEFAULT_MAX_BATCH: usize = 256;
-/// How long an idle item's batcher waits before it stops.
-const BATCHER_IDLE: Duration = Duration::from_secs(30);
 /// How old the gate's view may be before a sold-out answer re-reads stock
 /// (another process may have returned units).
 const GATE_REFRESH: Duration = Duration::from_secs(1);
@@ -56,11 +54,8 @@ pub struct SalesService {
     events: Arc<EventService>,
     cursors: CursorCodec,
     clock: Clock,
-    default_ttl_seconds: i64,
-    max_batch: usize,
-    /// One group-commit task per item being bought; each stops after
-    /// `BATCHER_IDLE` without work, so this holds only hot items.
-    batchers: Arc<DashMap<Uuid, mpsc::Sender<Job>>>,
+    /// One group-commit task per item being bought (see `crate::batch`).
+    reservations: GroupCommit<Reserve>,
 }
 
 /// What the database said of an item's stock, for the gate.
@@ -89,15 +84,19 @@ impl SalesService {
         default_ttl_seconds: i64,
         max_batch: usize,
     ) -> Self {
+        let reserve = Reserve {
+            store: store.clone(),
+            gate: gate.clone(),
+            events: events.clone(),
+            default_ttl_seconds,
+        };
         SalesService {
             store,
             gate,
             events,
             cursors,
             clock,
-            default_ttl_seconds,
-            max_batch: max_batch.max(1),
-            batchers: Arc::new(DashMap::new()),
+            reservations: GroupCommit::new(reserve, max_batch),
         }
     }
 
@@ -215,48 +214,15 @@ impl SalesService {
 
     async fn submit(&self, item_id: Uuid, reservation: Reservation, admitted: i64) -> Result<ReserveOutcome> {
         let (reply, answer) = oneshot::channel();
-        let mut job = Job {
+        let job = Job {
             reservation,
             admitted,
             reply,
         };
-        // A batcher that just stopped for idleness refuses the job: start a
-        // fresh one and send again.
-        for _ in 0..3 {
-            let sender = self.batcher(item_id);
-            match sender.send(job).await {
-                Ok(()) => {
-                    return answer
-                        .await
-                        .map_err(|_| Error::internal("reservation batch was dropped"))?;
-                }
-                Err(mpsc::error::SendError(returned)) => {
-                    self.batchers.remove_if(&item_id, |_, s| s.same_channel(&sender));
-                    job = returned;
-                }
-            }
-        }
-        Err(Error::internal("no reservation batcher accepted the request"))
-    }
-
-    fn batcher(&self, item_id: Uuid) -> mpsc::Sender<Job> {
-        self.batchers
-            .entry(item_id)
-            .or_insert_with(|| {
-                let (sender, receiver) = mpsc::channel(4 * self.max_batch);
-                let batcher = Batcher {
-                    item_id,
-                    max_batch: self.max_batch,
-                    store: self.store.clone(),
-                    gate: self.gate.clone(),
-                    events: self.events.clone(),
-                    default_ttl_seconds: self.default_ttl_seconds,
-                    receiver,
-                };
-                tokio::spawn(batcher.run());
-                sender
-            })
-            .clone()
+        self.reservations.submit(item_id, job).await?;
+        answer
+            .await
+            .map_err(|_| Error::internal("reservation batch was dropped"))?
     }
 
     pub async fn order(&self, principal: &Principal, id: Uuid) -> Result<Order> {
@@ -363,55 +329,32 @@ impl SalesService {
     }
 }
 
-/// The group-commit loop of one item.
-struct Batcher {
-    item_id: Uuid,
-    max_batch: usize,
+/// The batch of one item: one locked, guarded transaction for every
+/// purchase that queued.
+struct Reserve {
     store: Arc<dyn Store>,
     gate: Arc<dyn StockGate>,
     events: Arc<EventService>,
     default_ttl_seconds: i64,
-    receiver: mpsc::Receiver<Job>,
 }
 
-impl Batcher {
-    async fn run(mut self) {
-        loop {
-            let first = match tokio::time::timeout(BATCHER_IDLE, self.receiver.recv()).await {
-                Ok(Some(job)) => job,
-                Ok(None) => return,
-                Err(_idle) => {
-                    // Refuse new jobs, then finish the ones already queued.
-                    self.receiver.close();
-                    let mut rest = Vec::new();
-                    while let Ok(job) = self.receiver.try_recv() {
-                        rest.push(job);
-                    }
-                    if !rest.is_empty() {
-                        self.reserve(rest).await;
-                    }
-                    return;
-                }
-            };
-            let mut jobs = Vec::with_capacity(self.max_batch);
-            jobs.push(first);
-            while jobs.len() < self.max_batch {
-                match self.receiver.try_recv() {
-                    Ok(job) => jobs.push(job),
-                    Err(_) => break,
-                }
-            }
-            self.reserve(jobs).await;
-        }
-    }
+#[async_trait::async_trait]
+impl BatchWork for Reserve {
+    type Job = Job;
 
-    async fn reserve(&self, jobs: Vec<Job>) {
+    async fn run(&self, item_id: Uuid, jobs: Vec<Job>) {
+        self.reserve(item_id, jobs).await;
+    }
+}
+
+impl Reserve {
+    async fn reserve(&self, item_id: Uuid, jobs: Vec<Job>) {
         let admitted: i64 = jobs.iter().map(|j| j.admitted).sum();
         let reservations: Vec<Reservation> = jobs.iter().map(|j| j.reservation.clone()).collect();
         let started = Instant::now();
         let result = self
             .store
-            .reserve_batch(self.item_id, &reservations, self.default_ttl_seconds)
+            .reserve_batch(item_id, &reservations, self.default_ttl_seconds)
             .await;
         metrics::histogram!("swiftdrop_reserve_batch_seconds").record(started.elapsed().as_secs_f64());
         metrics::histogram!("swiftdrop_reserve_batch_size").record(jobs.len() as f64);
@@ -421,7 +364,7 @@ impl Batcher {
                     stock: batch.stock_remaining,
                     version: batch.stock_version,
                 };
-                self.gate.settle(self.item_id, admitted, observed).await;
+                self.gate.settle(item_id, admitted, observed).await;
                 if batch
                     .outcomes
                     .iter()
@@ -436,7 +379,7 @@ impl Batcher {
             Err(err) => {
                 // Each caller releases its own admitted units on an error.
                 let cause = crate::error::error_chain(&err);
-                tracing::error!(item = %self.item_id, error = %cause, "reservation batch failed");
+                tracing::error!(item = %item_id, error = %cause, "reservation batch failed");
                 for job in jobs {
                     let _ = job
                         .reply

@@ -10,6 +10,7 @@ use store::Store;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::auctions::AuctionService;
 use crate::events::EventService;
 use crate::sales::SalesService;
 
@@ -21,6 +22,7 @@ pub struct Scheduler {
     pub store: Arc<dyn Store>,
     pub events: Arc<EventService>,
     pub sales: Arc<SalesService>,
+    pub auctions: Arc<AuctionService>,
     pub clock: Clock,
     /// Poked when an event's times change (or a test moves the clock), so
     /// a nearer moment is not missed.
@@ -52,6 +54,9 @@ impl Scheduler {
         let now = self.clock.now();
         let transitions = self.store.advance_statuses(now).await?;
         self.events.transitioned(&transitions).await;
+        self.auctions.open_due(now).await?;
+        // Settled before expiry, so a winner's hold starts counting at once.
+        self.auctions.settle_due(now).await?;
         let expired = self.sales.expire_due(now).await?;
         if expired > 0 {
             tracing::info!(expired, "reservations expired; stock returned");
@@ -59,6 +64,7 @@ impl Scheduler {
         let next = [
             self.store.next_transition_at().await?,
             self.sales.next_expiry_at().await?,
+            self.auctions.next_moment().await?,
         ]
         .into_iter()
         .flatten()

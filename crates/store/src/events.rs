@@ -276,7 +276,8 @@ impl EventStore for SqlStore {
                 return Err(StoreError::NotFound);
             }
             let released: Vec<(Uuid, i64)> = sqlx::query_as(
-                "UPDATE orders SET status = 'canceled', updated_at = $2 WHERE event_id = $1 AND status = 'reserved' \
+                "UPDATE orders SET status = 'canceled', updated_at = $2 \
+                 WHERE event_id = $1 AND status = 'reserved' AND event_item_id IS NOT NULL \
                  RETURNING event_item_id, quantity",
             )
             .bind(id)

@@ -10,6 +10,7 @@
 #[macro_use]
 mod db;
 pub mod accounts;
+pub mod auctions;
 pub mod catalog;
 mod error;
 pub mod events;
@@ -18,6 +19,7 @@ pub mod sales;
 mod tx;
 
 pub use accounts::AccountStore;
+pub use auctions::AuctionStore;
 pub use catalog::CatalogStore;
 pub use db::{Backend, ConnectOptions, Leadership, SqlStore};
 pub use error::StoreError;
@@ -30,7 +32,15 @@ pub use tx::NewRefreshToken;
 /// domain's repository trait; services hold it as `Arc<dyn Store>`.
 #[async_trait::async_trait]
 pub trait Store:
-    AccountStore + CatalogStore + EventStore + SalesStore + NotificationStore + Send + Sync + 'static
+    AccountStore
+    + AuctionStore
+    + CatalogStore
+    + EventStore
+    + SalesStore
+    + NotificationStore
+    + Send
+    + Sync
+    + 'static
 {
     fn backend(&self) -> Backend;
     /// Answers when the database does: used by `/ready`.

@@ -19,8 +19,8 @@ use crate::events::push_list;
 use crate::tx::{Outgoing, TransactionSteps};
 use crate::{Backend, Result, SqlStore, Store, StoreError};
 
-const ORDER_COLUMNS: &str = "id, user_id, event_id, event_item_id, product_id, quantity, unit_price_cents, \
-     currency, status, expires_at, created_at, updated_at";
+pub(crate) const ORDER_COLUMNS: &str = "id, user_id, event_id, event_item_id, auction_id, product_id, quantity, \
+     unit_price_cents, currency, status, expires_at, created_at, updated_at";
 
 #[derive(FromRow)]
 struct KeyedOrder {
@@ -213,6 +213,7 @@ impl SalesStore for SqlStore {
                         .push_bind(order.user_id)
                         .push_bind(order.event_id)
                         .push_bind(order.event_item_id)
+                        .push_bind(order.auction_id)
                         .push_bind(order.product_id)
                         .push_bind(order.quantity)
                         .push_bind(order.unit_price_cents)
@@ -296,7 +297,7 @@ impl SalesStore for SqlStore {
                 .fetch_optional(&mut *tx)
                 .await?;
             if let Some(o) = &order {
-                let payload = domain::notify::order_message(o.id, o.user_id, o.event_id, o.event_item_id, o.quantity, "confirmed");
+                let payload = domain::notify::order_message(change_of(o, OrderStatus::Confirmed));
                 tx.write_outbox(Outgoing { id: message_id, topic: "order", payload }, now).await?;
             }
             tx.commit().await?;
@@ -323,24 +324,25 @@ impl SalesStore for SqlStore {
 
     async fn expire_due(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<Returned>> {
         let clock = &self.clock;
+        let sql = format!(
+            "UPDATE orders SET status = 'expired', updated_at = $1 WHERE id IN \
+             (SELECT id FROM orders WHERE status = 'reserved' AND expires_at <= $1 ORDER BY expires_at LIMIT $2) \
+             AND status = 'reserved' RETURNING {ORDER_COLUMNS}"
+        );
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            let expired: Vec<(Uuid, Uuid, Uuid, Uuid, i64)> = sqlx::query_as(
-                "UPDATE orders SET status = 'expired', updated_at = $1 WHERE id IN \
-                 (SELECT id FROM orders WHERE status = 'reserved' AND expires_at <= $1 ORDER BY expires_at LIMIT $2) \
-                 AND status = 'reserved' RETURNING id, user_id, event_id, event_item_id, quantity",
-            )
-            .bind(now)
-            .bind(limit)
-            .fetch_all(&mut *tx)
-            .await?;
+            let expired: Vec<Order> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(now)
+                .bind(limit)
+                .fetch_all(&mut *tx)
+                .await?;
             let mut returned = Vec::with_capacity(expired.len());
-            for (order_id, user_id, event_id, event_item_id, quantity) in expired {
-                let (stock_remaining, stock_version) =
-                    tx.return_stock([clock.new_id(), clock.new_id()], event_item_id, event_id, quantity, now).await?;
-                let payload = domain::notify::order_message(order_id, user_id, event_id, event_item_id, quantity, "expired");
+            for order in expired {
+                let payload = domain::notify::order_message(change_of(&order, OrderStatus::Expired));
                 tx.write_outbox(Outgoing { id: clock.new_id(), topic: "order", payload }, now).await?;
-                returned.push(Returned { order_id, user_id, event_id, event_item_id, quantity, stock_remaining, stock_version });
+                if let Some(back) = tx.release_units(&order, [clock.new_id(), clock.new_id()], now).await? {
+                    returned.push(back);
+                }
             }
             tx.commit().await?;
             Ok(returned)
@@ -414,9 +416,23 @@ impl SalesStore for SqlStore {
     }
 }
 
+/// What an order message says of `order` moving to `status`.
+fn change_of(order: &Order, status: OrderStatus) -> domain::notify::OrderChange<'static> {
+    domain::notify::OrderChange {
+        order_id: order.id,
+        user_id: order.user_id,
+        event_id: order.event_id,
+        event_item_id: order.event_item_id,
+        auction_id: order.auction_id,
+        quantity: order.quantity,
+        status: status.as_str(),
+    }
+}
+
 impl SqlStore {
     /// Ends a hold (canceled or expired) and returns its stock in one
-    /// transaction; `None` when the order no longer held stock.
+    /// transaction; `None` when the order no longer held stock (or held
+    /// none: an auction's order).
     async fn finish_hold(&self, id: Uuid, status: OrderStatus) -> Result<Option<Returned>> {
         let now = self.clock.now();
         let ids = [self.message_id(), self.message_id(), self.message_id()];
@@ -429,25 +445,24 @@ impl SqlStore {
         };
         let sql = format!(
             "UPDATE orders SET status = $2, updated_at = $3 WHERE id = $1 AND status IN {holding} \
-             RETURNING id, user_id, event_id, event_item_id, quantity"
+             RETURNING {ORDER_COLUMNS}"
         );
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            let ended: Option<(Uuid, Uuid, Uuid, Uuid, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            let ended: Option<Order> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
                 .bind(id)
                 .bind(status.as_str())
                 .bind(now)
                 .fetch_optional(&mut *tx)
                 .await?;
-            let Some((order_id, user_id, event_id, event_item_id, quantity)) = ended else {
+            let Some(order) = ended else {
                 return Ok(None);
             };
-            let (stock_remaining, stock_version) =
-                tx.return_stock([ids[0], ids[1]], event_item_id, event_id, quantity, now).await?;
-            let payload = domain::notify::order_message(order_id, user_id, event_id, event_item_id, quantity, status.as_str());
+            let payload = domain::notify::order_message(change_of(&order, status));
             tx.write_outbox(Outgoing { id: ids[2], topic: "order", payload }, now).await?;
+            let returned = tx.release_units(&order, [ids[0], ids[1]], now).await?;
             tx.commit().await?;
-            Ok(Some(Returned { order_id, user_id, event_id, event_item_id, quantity, stock_remaining, stock_version }))
+            Ok(returned)
         })
     }
 }

@@ -71,6 +71,30 @@ pub(crate) trait TransactionSteps {
         now: DateTime<Utc>,
     ) -> Result<(i64, i64)>;
 
+    /// Puts the units of an order that stopped holding stock back on its
+    /// item (`return_stock`); an auction's order holds none: `None`.
+    async fn release_units(
+        &mut self,
+        order: &domain::sales::Order,
+        ids: [Uuid; 2],
+        now: DateTime<Utc>,
+    ) -> Result<Option<crate::sales::Returned>> {
+        let (Some(item), Some(event)) = (order.event_item_id, order.event_id) else {
+            return Ok(None);
+        };
+        let (stock_remaining, stock_version) =
+            self.return_stock(ids, item, event, order.quantity, now).await?;
+        Ok(Some(crate::sales::Returned {
+            order_id: order.id,
+            user_id: order.user_id,
+            event_id: event,
+            event_item_id: item,
+            quantity: order.quantity,
+            stock_remaining,
+            stock_version,
+        }))
+    }
+
     /// Replaces the tags of a product or event.
     async fn replace_tags(&mut self, table: Tagged, owner: Uuid, tags: &[String]) -> Result<()>;
 
@@ -101,7 +125,7 @@ pub(crate) trait TransactionSteps {
 
 macro_rules! transaction_steps {
     ($db:ty) => {
-        impl TransactionSteps for sqlx::Transaction<'static, $db> {
+        impl TransactionSteps for sqlx::Transaction<'_, $db> {
             async fn write_outbox(&mut self, message: Outgoing<'_>, now: DateTime<Utc>) -> Result<()> {
                 sqlx::query("INSERT INTO outbox (id, topic, payload, created_at) VALUES ($1, $2, $3, $4)")
                     .bind(message.id)

@@ -55,6 +55,9 @@ pub struct Config {
     /// Purchase attempts per second per address, and their burst.
     pub purchase_requests_per_second: u32,
     pub purchase_burst: u32,
+    /// Bids per second per address, and their burst.
+    pub bid_requests_per_second: u32,
+    pub bid_burst: u32,
     /// Most purchases one reservation transaction groups (1 turns group
     /// commit off, for comparison).
     pub reserve_batch_max: usize,
@@ -103,6 +106,8 @@ impl Default for Config {
             db_max_connections: 16,
             purchase_requests_per_second: 5,
             purchase_burst: 10,
+            bid_requests_per_second: 5,
+            bid_burst: 10,
             reserve_batch_max: services::sales::DEFAULT_MAX_BATCH,
             s3_bucket: None,
             s3_endpoint: None,

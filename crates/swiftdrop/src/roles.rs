@@ -66,9 +66,18 @@ pub(crate) fn spawn_background(app: &App, stop: &CancellationToken) -> (Tasks, T
             limits.login.sweep();
             limits.api.sweep();
             limits.purchase.sweep();
+            limits.bid.sweep();
         }
     });
-    let mut tasks = vec![follow, sweep];
+    // Every process keeps its auction views and boards in step with the
+    // others'; a notifier also pushes leaderboards to its sockets.
+    let auctions = tokio::spawn(
+        app.state
+            .auctions
+            .clone()
+            .follow(app.bus.clone(), app.state.notifications.hub().clone()),
+    );
+    let mut tasks = vec![follow, sweep, auctions];
     let mut stoppable = Vec::new();
     if app.roles.worker {
         // Writes of other processes (api) wake this process's relay at once.
@@ -157,6 +166,7 @@ async fn lead_and_work(worker: Worker, stop: CancellationToken) {
             store: worker.store.clone(),
             events: worker.app_state.events.clone(),
             sales: worker.app_state.sales.clone(),
+            auctions: worker.app_state.auctions.clone(),
             clock: worker.clock.clone(),
             wake: worker.wake.clone(),
         };

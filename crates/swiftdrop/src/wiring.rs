@@ -11,6 +11,7 @@ use gates::{LocalRateLimiter, Quota};
 use realtime::{AmqpBus, Bus, LocalBus};
 use services::accounts::{AccountService, AccountSettings};
 use services::admin::AdminService;
+use services::auctions::{AuctionService, AuctionSettings};
 use services::catalog::CatalogService;
 use services::events::EventService;
 use services::health::Health;
@@ -96,7 +97,7 @@ pub async fn build_with(config: &Config, roles: Roles, clock: Clock) -> anyhow::
         realtime::Hub::new(),
         keys.cursors.clone(),
         clock.clone(),
-        outbox_written,
+        outbox_written.clone(),
         broker.is_none(),
     ));
     let sales = Arc::new(SalesService::new(
@@ -107,6 +108,20 @@ pub async fn build_with(config: &Config, roles: Roles, clock: Clock) -> anyhow::
         clock.clone(),
         config.reservation_ttl_seconds as i64,
         config.reserve_batch_max,
+    ));
+    let auctions = Arc::new(AuctionService::new(
+        store.clone(),
+        Arc::new(gates::LocalLeaderboard::new()),
+        events.clone(),
+        keys.cursors.clone(),
+        clock.clone(),
+        AuctionSettings {
+            hold: chrono::Duration::seconds(config.reservation_ttl_seconds as i64),
+            max_batch: config.reserve_batch_max,
+            shared_boards: false,
+        },
+        schedule_changed.clone(),
+        outbox_written.clone(),
     ));
     let admin = Arc::new(AdminService::new(
         catalog.clone(),
@@ -132,6 +147,10 @@ pub async fn build_with(config: &Config, roles: Roles, clock: Clock) -> anyhow::
             config.purchase_requests_per_second,
             config.purchase_burst,
         ))),
+        bid: Arc::new(LocalRateLimiter::new(Quota::per_second(
+            config.bid_requests_per_second,
+            config.bid_burst,
+        ))),
     });
     // A moved test clock must not leave the scheduler asleep.
     let wake = schedule_changed.clone();
@@ -142,11 +161,13 @@ pub async fn build_with(config: &Config, roles: Roles, clock: Clock) -> anyhow::
         uploads,
         events,
         sales,
+        auctions,
         notifications,
         admin,
         health,
         limits,
         trusted_proxies: config.trusted_proxy_ips()?.into(),
+        cors_origins: config.cors_origins.clone().into(),
         metrics: telemetry::metrics_handle(),
     };
     let settings = HttpSettings {

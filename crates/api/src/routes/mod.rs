@@ -2,6 +2,7 @@
 //! router and documents its handlers for OpenAPI.
 
 pub mod admin;
+pub mod auctions;
 pub mod auth;
 pub mod catalog;
 pub mod events;

@@ -6,6 +6,7 @@
 //! `realtime::outlet`), while tungstenite reads the client's frames and
 //! writes the socket's own replies through the same outlet.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,9 +15,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::{SinkExt, StreamExt};
 use hyper_util::rt::TokioIo;
-use realtime::{Outlet, SocketIo, Stop};
+use realtime::{Outlet, SocketIo, Stop, Subscription, VISITOR};
 use serde::Deserialize;
 use services::accounts::Principal;
+use services::accounts::session::SessionTokens;
 use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -35,7 +37,6 @@ const MAX_FRAME: usize = 16 * 1024;
 /// Bytes read per attempt: clients send small control messages, and each
 /// attempt clears this much buffer (a larger frame still arrives whole).
 const READ_BUFFER: usize = 512;
-const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a closing socket may take to send its close frame.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the hub pings each socket.
@@ -59,14 +60,35 @@ enum ClientMessage {
     Resume {
         after: Option<Uuid>,
     },
-    /// Follow an open event page's live data (stock, status).
-    Subscribe {
-        event_id: Uuid,
-    },
-    Unsubscribe {
-        event_id: Uuid,
-    },
+    /// Follow an open page's live data: an event's (stock, status) or an
+    /// auction's (leaderboard).
+    Subscribe(Topic),
+    Unsubscribe(Topic),
     Ping,
+}
+
+/// What a page follows: exactly one of the two.
+#[derive(Deserialize)]
+struct Topic {
+    event_id: Option<Uuid>,
+    auction_id: Option<Uuid>,
+}
+
+impl Topic {
+    fn id(&self) -> Option<Uuid> {
+        match (self.event_id, self.auction_id) {
+            (Some(id), None) | (None, Some(id)) => Some(id),
+            _ => None,
+        }
+    }
+}
+
+/// Where the socket's token came from.
+enum Credential {
+    /// `?token=` or the web UI's session cookie.
+    Given(String),
+    /// None at the handshake: a visitor, who may still send `auth`.
+    None,
 }
 
 fn bad_handshake(detail: &'static str) -> Response {
@@ -81,6 +103,39 @@ fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) 
     })
 }
 
+/// Whether the page that opens the socket is on this origin. A browser
+/// sends the session cookie with a socket opened from any site, so a
+/// cookie is only believed from our own pages (or a configured origin).
+fn same_origin(headers: &HeaderMap, allowed: &[String]) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        // Not a browser: no ambient cookie to abuse.
+        return true;
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let authority = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+    (!host.is_empty() && authority.eq_ignore_ascii_case(host))
+        || allowed.iter().any(|o| o == origin || o == "*")
+}
+
+/// The token of the socket: the query's, else the session cookie's.
+fn credential(headers: &HeaderMap, query: SocketQuery) -> Credential {
+    if let Some(token) = query.token {
+        return Credential::Given(token);
+    }
+    let cookie = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(SessionTokens::from_cookie_header);
+    match cookie {
+        Some(session) => Credential::Given(session.access_token),
+        None => Credential::None,
+    }
+}
+
 /// `GET /ws`: checks the RFC 6455 handshake, answers 101 and serves the
 /// socket once the connection is handed over.
 pub async fn socket(
@@ -89,6 +144,15 @@ pub async fn socket(
     mut request: Request,
 ) -> Response {
     let headers = request.headers();
+    if !same_origin(headers, &state.cors_origins) {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "cross_origin_socket",
+            "a socket may only be opened from this site's pages",
+        )
+        .into_response();
+    }
+    let credential = credential(headers, query);
     if !header_has_token(headers, header::CONNECTION, "upgrade")
         || !header_has_token(headers, header::UPGRADE, "websocket")
     {
@@ -147,7 +211,7 @@ pub async fn socket(
             Some(config),
         )
         .await;
-        serve_socket(state, socket, outlet, query.token).await;
+        serve_socket(state, socket, outlet, credential).await;
     });
     (
         StatusCode::SWITCHING_PROTOCOLS,
@@ -170,36 +234,50 @@ async fn close(mut socket: Socket, outlet: &Outlet, code: u16, reason: &'static 
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.close(Some(frame))).await;
 }
 
-/// Reads the first message when the token did not come in the query.
-async fn first_message_token(socket: &mut Socket) -> Option<String> {
-    let frame = tokio::time::timeout(AUTH_TIMEOUT, socket.next())
-        .await
-        .ok()??
-        .ok()?;
-    let Frame::Text(text) = frame else { return None };
-    match serde_json::from_str::<ClientMessage>(&text).ok()? {
-        ClientMessage::Auth { token } => Some(token),
-        _ => None,
+/// A registered socket: who it is (none for a visitor) and what it follows.
+struct Session {
+    principal: Option<Principal>,
+    registration: Subscription,
+    topics: HashSet<Uuid>,
+}
+
+impl Session {
+    /// Registers the socket under `principal`'s user (or as a visitor) and
+    /// greets it; a socket that signs in later registers again, keeping
+    /// what it follows.
+    fn register(
+        state: &AppState,
+        outlet: &Arc<Outlet>,
+        principal: Option<Principal>,
+        topics: HashSet<Uuid>,
+    ) -> Session {
+        let user = principal.map(|p| p.user_id);
+        let ready = serde_json::json!({"type": "ready", "user_id": user}).to_string();
+        let registration =
+            state
+                .notifications
+                .hub()
+                .connect(user.unwrap_or(VISITOR), outlet.clone(), ready.as_bytes());
+        for topic in &topics {
+            registration.follow(*topic);
+        }
+        Session {
+            principal,
+            registration,
+            topics,
+        }
     }
 }
 
-async fn serve_socket(state: AppState, mut socket: Socket, outlet: Arc<Outlet>, token: Option<String>) {
-    let token = match token {
-        Some(token) => Some(token),
-        None => first_message_token(&mut socket).await,
-    };
-    let principal: Principal = match token {
-        Some(token) => match state.accounts.authenticate(&token).await {
-            Ok(principal) => principal,
+async fn serve_socket(state: AppState, mut socket: Socket, outlet: Arc<Outlet>, credential: Credential) {
+    let principal = match credential {
+        Credential::Given(token) => match state.accounts.authenticate(&token).await {
+            Ok(principal) => Some(principal),
             Err(_) => return close(socket, &outlet, CLOSE_UNAUTHORIZED, "unauthorized").await,
         },
-        None => return close(socket, &outlet, CLOSE_UNAUTHORIZED, "unauthorized").await,
+        Credential::None => None,
     };
-    let ready = serde_json::json!({"type": "ready", "user_id": principal.user_id}).to_string();
-    let subscription = state
-        .notifications
-        .hub()
-        .connect(principal.user_id, outlet.clone(), ready.as_bytes());
+    let mut session = Session::register(&state, &outlet, principal, HashSet::new());
     loop {
         tokio::select! {
             stop = outlet.stopped() => match stop {
@@ -211,25 +289,10 @@ async fn serve_socket(state: AppState, mut socket: Socket, outlet: Arc<Outlet>, 
             },
             frame = socket.next() => {
                 outlet.heard();
-                match frame {
-                    Some(Ok(Frame::Text(text))) => match serde_json::from_str::<ClientMessage>(&text) {
-                        Ok(ClientMessage::Resume { after }) => {
-                            if replay(&state, &mut socket, principal.user_id, after).await.is_err() {
-                                return;
-                            }
-                        }
-                        Ok(ClientMessage::Ping) => {
-                            if socket.send(Frame::text(r#"{"type":"pong"}"#)).await.is_err() {
-                                return;
-                            }
-                        }
-                        Ok(ClientMessage::Subscribe { event_id }) => subscription.follow(event_id),
-                        Ok(ClientMessage::Unsubscribe { event_id }) => subscription.unfollow(event_id),
-                        Ok(ClientMessage::Auth { .. }) => {}
-                        Err(_) => return close(socket, &outlet, 1007, "malformed message").await,
-                    },
+                let text = match frame {
+                    Some(Ok(Frame::Text(text))) => text,
                     Some(Ok(Frame::Binary(_))) => return close(socket, &outlet, 1007, "text frames only").await,
-                    Some(Ok(Frame::Ping(_) | Frame::Pong(_) | Frame::Frame(_))) => {}
+                    Some(Ok(Frame::Ping(_) | Frame::Pong(_) | Frame::Frame(_))) => continue,
                     Some(Ok(Frame::Close(_))) => {
                         // Send the library's close reply, and nothing after it.
                         outlet.stop(Stop::Closing);
@@ -239,10 +302,75 @@ async fn serve_socket(state: AppState, mut socket: Socket, outlet: Arc<Outlet>, 
                     None => return,
                     Some(Err(WsError::Capacity(_))) => return close(socket, &outlet, 1009, "frame too large").await,
                     Some(Err(_)) => return close(socket, &outlet, 1007, "invalid frame").await,
+                };
+                let Ok(message) = serde_json::from_str::<ClientMessage>(&text) else {
+                    return close(socket, &outlet, 1007, "malformed message").await;
+                };
+                let sent = match message {
+                    ClientMessage::Auth { token } if session.principal.is_none() => {
+                        match state.accounts.authenticate(&token).await {
+                            Ok(principal) => {
+                                let topics = std::mem::take(&mut session.topics);
+                                drop(session);
+                                session = Session::register(&state, &outlet, Some(principal), topics);
+                                Ok(())
+                            }
+                            Err(_) => return close(socket, &outlet, CLOSE_UNAUTHORIZED, "unauthorized").await,
+                        }
+                    }
+                    ClientMessage::Auth { .. } => Ok(()),
+                    ClientMessage::Resume { after } => match session.principal {
+                        Some(principal) => replay(&state, &mut socket, principal.user_id, after).await,
+                        None => send_json(&mut socket, serde_json::json!({
+                            "type": "error", "code": "sign_in_required",
+                            "detail": "resume replays a signed-in user's notifications",
+                        })).await,
+                    },
+                    ClientMessage::Ping => socket.send(Frame::text(r#"{"type":"pong"}"#)).await.map_err(drop),
+                    ClientMessage::Subscribe(topic) => match topic.id() {
+                        Some(id) => {
+                            session.registration.follow(id);
+                            session.topics.insert(id);
+                            snapshot(&state, &mut socket, &topic).await
+                        }
+                        None => return close(socket, &outlet, 1007, "subscribe names one event_id or auction_id").await,
+                    },
+                    ClientMessage::Unsubscribe(topic) => {
+                        if let Some(id) = topic.id() {
+                            session.registration.unfollow(id);
+                            session.topics.remove(&id);
+                        }
+                        Ok(())
+                    }
+                };
+                if sent.is_err() {
+                    return;
                 }
             }
         }
     }
+}
+
+async fn send_json(socket: &mut Socket, message: serde_json::Value) -> Result<(), ()> {
+    socket.send(Frame::text(message.to_string())).await.map_err(drop)
+}
+
+/// Right after a subscribe: the current value of what the page follows,
+/// so it never misses a change made between its render and now. A topic
+/// that does not exist gets nothing (its page would be a 404).
+async fn snapshot(state: &AppState, socket: &mut Socket, topic: &Topic) -> Result<(), ()> {
+    let messages = match (topic.event_id, topic.auction_id) {
+        (Some(event), _) => state.events.live_data(event).await.unwrap_or_default(),
+        (_, Some(auction)) => state.auctions.live_data(auction).await.unwrap_or_default(),
+        (None, None) => Vec::new(),
+    };
+    for message in messages {
+        socket
+            .feed(Frame::text(message.to_string()))
+            .await
+            .map_err(drop)?;
+    }
+    socket.flush().await.map_err(drop)
 }
 
 /// Sends what the user missed after `after`, oldest first.

@@ -25,8 +25,15 @@ struct Board {
 }
 
 impl Board {
-    /// Records one standing; returns the user's 1-based rank.
+    /// Records one standing unless the user holds a later one; returns the
+    /// user's 1-based rank.
     fn record(&mut self, standing: Standing) -> u64 {
+        if let Some(held) = self.entries.get(&standing.user_id)
+            && held.placed_at_micros > standing.placed_at_micros
+        {
+            let key = RankKey::of(held);
+            return self.order.rank(&key).map_or(0, |r| r as u64 + 1);
+        }
         let key = RankKey::of(&standing);
         if let Some(old) = self.entries.insert(standing.user_id, standing) {
             self.order.remove(&RankKey::of(&old));
@@ -82,14 +89,12 @@ impl Leaderboard for LocalLeaderboard {
     }
 
     async fn load(&self, auction: Uuid, standings: Vec<Standing>) {
-        let mut board = Board {
-            loaded: true,
-            ..Board::default()
-        };
+        let board = self.board(auction);
+        let mut board = lock(&board);
         for standing in standings {
             board.record(standing);
         }
-        self.boards.insert(auction, Arc::new(Mutex::new(board)));
+        board.loaded = true;
     }
 
     async fn record(&self, auction: Uuid, standing: Standing) -> u64 {
@@ -134,6 +139,10 @@ impl Leaderboard for LocalLeaderboard {
     async fn forget(&self, auction: Uuid) {
         self.boards.invalidate(&auction);
     }
+
+    async fn forget_all(&self) {
+        self.clear();
+    }
 }
 
 #[cfg(test)]
@@ -174,6 +183,8 @@ mod tests {
         assert_eq!(board.len(a).await, 3);
         // User 3 raises: first.
         assert_eq!(board.record(a, standing(3, 200, 20.0, 70)).await, 1);
+        // A late copy of user 3's older bid changes nothing.
+        assert_eq!(board.record(a, standing(3, 100, 10.0, 40)).await, 1);
         let top: Vec<(u64, u128)> = board
             .top(a, 10)
             .await
@@ -186,12 +197,26 @@ mod tests {
         assert_eq!(board.top(a, 1).await[0].1, standing(3, 200, 20.0, 70));
         assert_eq!(board.rank_of(a, Uuid::from_u128(9)).await, None);
 
-        // Load replaces everything.
+        // Load merges: per user the later bid stays, whichever side has it
+        // (a bid recorded while the database was being read survives).
         board
-            .load(a, vec![standing(7, 1, 1.0, 1), standing(7, 2, 2.0, 2)])
+            .load(
+                a,
+                vec![
+                    standing(7, 1, 1.0, 1),
+                    standing(7, 2, 2.0, 2),
+                    standing(3, 1, 1.0, 10),
+                ],
+            )
             .await;
-        assert_eq!(board.len(a).await, 1);
-        assert_eq!(board.top(a, 5).await[0].1.bid_cents, 2);
+        assert_eq!(board.len(a).await, 4);
+        assert_eq!(board.top(a, 1).await[0].1, standing(3, 200, 20.0, 70));
+        let seven = board
+            .top(a, 5)
+            .await
+            .into_iter()
+            .find(|(_, s)| s.user_id.as_u128() == 7);
+        assert_eq!(seven.unwrap().1.bid_cents, 2);
         board.forget(a).await;
         assert!(!board.is_loaded(a).await);
         assert_eq!(board.len(a).await, 0);

@@ -32,12 +32,14 @@ pub trait Leaderboard: Send + Sync {
     /// last lost); when false, read the bids from the database and `load`.
     async fn is_loaded(&self, auction: Uuid) -> bool;
 
-    /// Replaces the whole board, atomically, and marks it loaded. A user
-    /// listed twice keeps the later entry of the list.
+    /// Records the standings read from the database and marks the board
+    /// loaded, atomically. Like `record`, per user the later bid stays: a
+    /// bid recorded while the database was being read is not lost.
     async fn load(&self, auction: Uuid, standings: Vec<Standing>);
 
     /// Records a bid, replacing that user's earlier entry; returns the
-    /// user's 1-based rank after it.
+    /// user's 1-based rank after it. A standing placed before the one the
+    /// user holds is ignored, so a late message cannot undo a newer bid.
     async fn record(&self, auction: Uuid, standing: Standing) -> u64;
 
     /// Records several bids in order, as one change.
@@ -54,6 +56,11 @@ pub trait Leaderboard: Send + Sync {
 
     /// Drops the board (it then reads as not loaded).
     async fn forget(&self, auction: Uuid);
+
+    /// Drops every board this process holds in memory (after it missed
+    /// messages): they reload from the database. Shared boards missed
+    /// nothing and stay.
+    async fn forget_all(&self);
 }
 
 /// A standing's place in the order: score descending, then time ascending,

@@ -261,6 +261,11 @@ impl Leaderboard for RedisLeaderboard {
             self.local().forget(auction).await;
         }
     }
+
+    async fn forget_all(&self) {
+        // The shared boards missed nothing; only the fallback twin is local.
+        self.local().forget_all().await;
+    }
 }
 
 #[cfg(test)]
@@ -361,11 +366,25 @@ mod redis_tests {
         assert_eq!(top[0].1, standing(3, 200, 20.0, 70));
         assert_eq!(board.top(a, 0).await.len(), 0);
         assert_eq!(board.rank_of(a, Uuid::from_u128(9)).await, None);
+        // Load merges, the later bid of each user staying.
         board
-            .load(a, vec![standing(7, 1, 1.0, 1), standing(7, 2, 2.0, 2)])
+            .load(
+                a,
+                vec![
+                    standing(7, 1, 1.0, 1),
+                    standing(7, 2, 2.0, 2),
+                    standing(3, 1, 1.0, 10),
+                ],
+            )
             .await;
-        assert_eq!(board.len(a).await, 1);
-        assert_eq!(board.top(a, 5).await[0].1.bid_cents, 2);
+        assert_eq!(board.len(a).await, 4);
+        assert_eq!(board.top(a, 1).await[0].1, standing(3, 200, 20.0, 70));
+        let seven = board
+            .top(a, 5)
+            .await
+            .into_iter()
+            .find(|(_, s)| s.user_id.as_u128() == 7);
+        assert_eq!(seven.unwrap().1.bid_cents, 2);
         // A flush (or restart) loses the board: it reads as not loaded.
         testing::flush(&url, &prefix).await;
         assert!(!board.is_loaded(a).await);

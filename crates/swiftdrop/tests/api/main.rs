@@ -2,6 +2,7 @@
 //! real HTTP.
 
 mod admin;
+mod auctions;
 mod auth;
 mod catalog;
 mod cli;

@@ -441,8 +441,21 @@ async fn open_pages_follow_stock_and_status_and_buyers_their_orders() {
     ))
     .await
     .unwrap();
-    // Skip the broadcast of the drop's creation (sent before we connected or
-    // just after), then open it.
+    // Right after the subscribe: the current value of everything followed.
+    let mut snapshot = Vec::new();
+    while snapshot.len() < 2 {
+        let message = next_json(&mut page).await;
+        if message["type"] != "notification" {
+            snapshot.push(message);
+        }
+    }
+    assert_eq!(
+        snapshot,
+        [
+            json!({"type": "stock", "event_id": event_id, "item_id": item, "stock_remaining": 2, "version": 0}),
+            json!({"type": "event.status", "event_id": event_id, "status": "scheduled"}),
+        ]
+    );
     expect_json(
         app.post(
             &format!("/api/v1/admin/events/{event_id}/open"),
