@@ -5,6 +5,7 @@
 //! address; virtual users are therefore spread over source addresses in
 //! 127.0.0.0/8 so the per-address limits stay on while the test runs.
 
+pub mod auction;
 pub mod auth;
 mod crowd;
 pub mod event_page;
@@ -22,6 +23,9 @@ pub enum Scenario {
     /// Logins (bcrypt) at a fixed rate while signed-in users call
     /// `GET /api/v1/auth/me`: shows hashing does not stall other requests.
     Auth(auth::AuthOptions),
+    /// A crowd bidding on one auction while pages read its leaderboard,
+    /// then the board checked against the accepted bids.
+    Auction(auction::AuctionOptions),
     /// A crowd buying one hot item, then the stock invariant read back.
     FlashSale(flash_sale::FlashSaleOptions),
     /// Readers of one live event page.
@@ -33,6 +37,7 @@ pub enum Scenario {
 pub async fn run(scenario: Scenario) -> anyhow::Result<()> {
     match scenario {
         Scenario::Auth(options) => auth::run(options).await,
+        Scenario::Auction(options) => auction::run(options).await,
         Scenario::FlashSale(options) => flash_sale::run(options).await,
         Scenario::EventPage(options) => event_page::run(options).await,
         Scenario::Fanout(options) => fanout::run(options).await.map(drop),

@@ -1,6 +1,7 @@
 //! First data: the `admin create` command and the demo seed.
 
 use anyhow::Context;
+use domain::auctions::AuctionInput;
 use domain::catalog::ProductInput;
 use domain::events::{EventInput, ItemInput};
 use domain::user::Role;
@@ -110,13 +111,35 @@ async fn demo_drop(app: &App) -> anyhow::Result<()> {
         items,
         reservation_ttl_seconds: None,
     };
-    app.state
+    let details = app
+        .state
         .events
         .create(&principal, event, Some(drop))
         .await
         .map_err(|e| anyhow::anyhow!("demo drop: {e}"))?;
+    // The drop's headline piece is auctioned: it goes live with the drop,
+    // ten winners, each pays their own bid; loyal customers (weight) get a
+    // small edge, and a late bid extends the end by a minute.
+    let headline = products.data.first().context("a demo product")?;
+    let auction = AuctionInput {
+        product_id: headline.id,
+        event_id: Some(details.event.id),
+        upset_price_cents: headline.price_cents / 2,
+        inventory: 10,
+        alpha: 1.0,
+        beta: 20.0,
+        gamma: 1.0,
+        start_time: start,
+        end_time: start + chrono::Duration::minutes(30),
+        extend_seconds: Some(60),
+    };
+    app.state
+        .auctions
+        .create(&principal, auction)
+        .await
+        .map_err(|e| anyhow::anyhow!("demo auction: {e}"))?;
     println!(
-        "demo drop: \"Midnight Sneaker Drop\" goes live at {}",
+        "demo drop: \"Midnight Sneaker Drop\" and its auction go live at {}",
         start.format("%H:%M:%S UTC")
     );
     Ok(())

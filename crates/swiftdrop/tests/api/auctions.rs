@@ -307,11 +307,16 @@ async fn a_crowd_bids_at_once_and_the_board_equals_the_stored_bids() {
         })
     });
     let answers = futures::future::join_all(attempts).await;
+    let placed = |answer: &Value| {
+        answer["placed_at"]
+            .as_str()
+            .unwrap()
+            .parse::<chrono::DateTime<chrono::Utc>>()
+            .unwrap()
+    };
     let mut last: HashMap<String, Value> = HashMap::new();
     for (user, answer) in answers {
-        let newer = last
-            .get(&user)
-            .is_none_or(|held| held["placed_at"].as_str() <= answer["placed_at"].as_str());
+        let newer = last.get(&user).is_none_or(|held| placed(held) <= placed(&answer));
         if newer {
             last.insert(user, answer);
         }
@@ -335,7 +340,7 @@ async fn a_crowd_bids_at_once_and_the_board_equals_the_stored_bids() {
             .as_f64()
             .unwrap()
             .total_cmp(&a["score"].as_f64().unwrap())
-            .then(a["placed_at"].as_str().cmp(&b["placed_at"].as_str()))
+            .then(placed(a).cmp(&placed(b)))
             .then(a["user_id"].as_str().cmp(&b["user_id"].as_str()))
     });
     let expected: Vec<(String, i64)> = expected
@@ -652,4 +657,27 @@ async fn bids_are_rate_limited_per_address() {
     let limited = bid(&app, &token, &id, 2000).await;
     assert!(limited.headers().contains_key("retry-after"));
     expect_problem(limited, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+}
+
+/// The auction benchmark runs end to end against a real server and its
+/// own check (the board equals the accepted bids) passes.
+#[tokio::test]
+async fn the_auction_benchmark_runs_and_its_board_check_holds() {
+    let app = TestApp::start().await;
+    app.admin("bench_admin").await;
+    let options = loadtest::auction::AuctionOptions {
+        base_url: format!("http://{}", app.addr),
+        users: 30,
+        connections: 8,
+        readers: 2,
+        seconds: 2,
+        inventory: 5,
+        addresses: 2_000,
+        requests_per_address: 8,
+        admin: "bench_admin".into(),
+        admin_password: Some(crate::harness::PASSWORD.into()),
+    };
+    loadtest::auction::run(options)
+        .await
+        .expect("the benchmark runs and the board checks out");
 }

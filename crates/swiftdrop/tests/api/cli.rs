@@ -106,6 +106,7 @@ fn zero_configuration_creates_the_data_folder_and_a_private_key() {
         );
     }
     assert!(stdout.contains("demo drop"), "{stdout}");
+    assert!(stdout.contains("its auction go live"), "{stdout}");
     // Seeding again keeps the same admin, prints the same password, adds nothing.
     let again = swiftdrop(&folder).arg("seed").output().unwrap();
     let again = String::from_utf8_lossy(&again.stdout);

@@ -1,0 +1,328 @@
+//! A crowd bidding on one auction while pages read its leaderboard; then
+//! the board read back and checked against the bids the server accepted.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::Bytes;
+use clap::Args;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+use crate::crowd::Crowd;
+use crate::flash_sale::{admin_password, server_addr};
+use crate::setup;
+use crate::stats::Latencies;
+use crate::wire::{AddressPool, Connection};
+
+#[derive(Debug, Args)]
+pub struct AuctionOptions {
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub base_url: String,
+    /// Bidders (registered and signed in before the auction).
+    #[arg(long, default_value_t = 2000)]
+    pub users: usize,
+    /// Concurrent connections placing bids.
+    #[arg(long, default_value_t = 256)]
+    pub connections: usize,
+    /// Concurrent connections reading the leaderboard meanwhile.
+    #[arg(long, default_value_t = 16)]
+    pub readers: usize,
+    /// Seconds of bidding.
+    #[arg(long, default_value_t = 20)]
+    pub seconds: u64,
+    /// Winners of the auction.
+    #[arg(long, default_value_t = 100)]
+    pub inventory: i64,
+    /// Loopback source addresses the crowd comes from.
+    #[arg(long, default_value_t = 30_000)]
+    pub addresses: usize,
+    /// Requests per connection before it moves to the next address (stay
+    /// within the bid limit's burst of 10).
+    #[arg(long, default_value_t = 8)]
+    pub requests_per_address: usize,
+    #[arg(long, default_value = "admin@swiftdrop.local")]
+    pub admin: String,
+    /// The admin's password (default: the demo's, from ./data).
+    #[arg(long, env = "SWIFTDROP_LOADTEST_ADMIN_PASSWORD")]
+    pub admin_password: Option<String>,
+}
+
+/// A bid the server accepted, as its 201 answer said.
+#[derive(Clone)]
+struct Accepted {
+    bid_cents: i64,
+    score: f64,
+    placed_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Default)]
+struct Tally {
+    attempts: u64,
+    accepted: u64,
+    limited: u64,
+    other_4xx: u64,
+    server_errors: u64,
+    transport_errors: u64,
+    latencies: Latencies,
+    /// Each user's latest accepted bid.
+    last: HashMap<String, Accepted>,
+}
+
+impl Tally {
+    fn merge(&mut self, other: Tally) {
+        self.attempts += other.attempts;
+        self.accepted += other.accepted;
+        self.limited += other.limited;
+        self.other_4xx += other.other_4xx;
+        self.server_errors += other.server_errors;
+        self.transport_errors += other.transport_errors;
+        self.latencies.merge(&other.latencies);
+        for (user, bid) in other.last {
+            keep_latest(&mut self.last, user, bid);
+        }
+    }
+}
+
+fn keep_latest(last: &mut HashMap<String, Accepted>, user: String, bid: Accepted) {
+    let newer = last.get(&user).is_none_or(|held| held.placed_at <= bid.placed_at);
+    if newer {
+        last.insert(user, bid);
+    }
+}
+
+/// Creates a product and an auction that is live a moment later.
+async fn live_auction(
+    crowd: &Crowd,
+    base: &str,
+    admin: &str,
+    options: &AuctionOptions,
+) -> anyhow::Result<String> {
+    let client = crowd.client(0);
+    let product: Value = client
+        .post(format!("{base}/api/v1/admin/products"))
+        .bearer_auth(admin)
+        .json(&json!({"name": "Load test guitar", "category": "loadtest", "price_cents": 90000, "currency": "EUR"}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let start = chrono::Utc::now() + chrono::Duration::seconds(1);
+    let end = start + chrono::Duration::seconds(options.seconds as i64 + 120);
+    let response = client
+        .post(format!("{base}/api/v1/admin/auctions"))
+        .bearer_auth(admin)
+        .json(&json!({
+            "product_id": product["id"], "upset_price_cents": 100, "inventory": options.inventory,
+            "alpha": 1.0, "beta": 50.0, "gamma": 1.0,
+            "start_time": start.to_rfc3339(), "end_time": end.to_rfc3339(),
+        }))
+        .send()
+        .await?;
+    anyhow::ensure!(
+        response.status() == StatusCode::CREATED,
+        "create auction: {}",
+        response.status()
+    );
+    let auction: Value = response.json().await?;
+    // Wait for the start.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    auction["id"].as_str().map(str::to_owned).context("auction id")
+}
+
+pub async fn run(options: AuctionOptions) -> anyhow::Result<()> {
+    let base = options.base_url.trim_end_matches('/').to_owned();
+    let server = server_addr(&base)?;
+    let crowd = Crowd::new(options.users.min(4000) + 1)?;
+    let admin = setup::login(
+        &crowd,
+        0,
+        &base,
+        &options.admin,
+        &admin_password(options.admin_password.clone())?,
+    )
+    .await?;
+    println!(
+        "auction against {base}: {} bidders, {} connections, {} leaderboard readers, {} s",
+        options.users, options.connections, options.readers, options.seconds
+    );
+    let started = Instant::now();
+    let prefix = format!("au{}_", &uuid::Uuid::now_v7().simple().to_string()[24..]);
+    let tokens = Arc::new(setup::users(&crowd, &base, options.users, &prefix).await?);
+    println!(
+        "setup: {} users signed in in {:.1} s",
+        tokens.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let auction = live_auction(&crowd, &base, &admin, &options).await?;
+
+    let pool = AddressPool::new(options.addresses);
+    let deadline = Instant::now() + Duration::from_secs(options.seconds);
+    let bid_path = format!("/api/v1/auctions/{auction}/bids");
+    let board_path = format!("/api/v1/auctions/{auction}/leaderboard?limit=100");
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let bidding_started = Instant::now();
+    let bidders = (0..options.connections).map(|worker| {
+        let (pool, tally, tokens, path) = (pool.clone(), tally.clone(), tokens.clone(), bid_path.clone());
+        let (per_address, connections) = (options.requests_per_address, options.connections);
+        tokio::spawn(async move {
+            let mut connection = Connection::new(server, pool, per_address);
+            let mut local = Tally::default();
+            let mut n = worker;
+            while Instant::now() < deadline {
+                let user = n % tokens.len();
+                // Bids rise over time, with a spread so ranks keep moving.
+                let cents = 100 + (n as i64 * 7919) % 50_000 + (n / tokens.len()) as i64 * 10;
+                n += connections;
+                local.attempts += 1;
+                let body = Bytes::from(format!("{{\"amount_cents\":{cents}}}"));
+                match connection
+                    .send("POST", &path, Some(&tokens[user]), Some(body))
+                    .await
+                {
+                    Ok(answer) => {
+                        local.latencies.record(answer.latency);
+                        match answer.status {
+                            201 => {
+                                local.accepted += 1;
+                                if let Ok(bid) = serde_json::from_slice::<Value>(&answer.body) {
+                                    let accepted = Accepted {
+                                        bid_cents: bid["bid_cents"].as_i64().unwrap_or(0),
+                                        score: bid["score"].as_f64().unwrap_or(0.0),
+                                        placed_at: bid["placed_at"]
+                                            .as_str()
+                                            .and_then(|t| t.parse().ok())
+                                            .unwrap_or_default(),
+                                    };
+                                    let user = bid["user_id"].as_str().unwrap_or_default().to_owned();
+                                    keep_latest(&mut local.last, user, accepted);
+                                }
+                            }
+                            429 => local.limited += 1,
+                            400..=499 => local.other_4xx += 1,
+                            _ => local.server_errors += 1,
+                        }
+                    }
+                    Err(_) => local.transport_errors += 1,
+                }
+            }
+            tally.lock().await.merge(local);
+        })
+    });
+    let readers = (0..options.readers).map(|_| {
+        let (pool, path) = (pool.clone(), board_path.clone());
+        tokio::spawn(async move {
+            let mut connection = Connection::new(server, pool, 50);
+            let mut latencies = Latencies::new();
+            let mut errors = 0u64;
+            while Instant::now() < deadline {
+                match connection.send("GET", &path, None, None).await {
+                    Ok(answer) if answer.status == 200 => latencies.record(answer.latency),
+                    _ => errors += 1,
+                }
+            }
+            (latencies, errors)
+        })
+    });
+    let (bidders, readers) = tokio::join!(
+        futures::future::join_all(bidders),
+        futures::future::join_all(readers)
+    );
+    let elapsed = bidding_started.elapsed().as_secs_f64();
+    for result in bidders {
+        result?;
+    }
+    let mut reads = Latencies::new();
+    let mut read_errors = 0;
+    for result in readers {
+        let (latencies, errors) = result?;
+        reads.merge(&latencies);
+        read_errors += errors;
+    }
+    let tally = tally.lock().await;
+    println!(
+        "attempts        {:>9}  {:>9.0}/s",
+        tally.attempts,
+        tally.attempts as f64 / elapsed
+    );
+    println!(
+        "bids accepted   {:>9}  {:>9.0}/s",
+        tally.accepted,
+        tally.accepted as f64 / elapsed
+    );
+    println!(
+        "429 {}  other 4xx {}  5xx {}  transport errors {}",
+        tally.limited, tally.other_4xx, tally.server_errors, tally.transport_errors
+    );
+    println!("bid latency     {}", tally.latencies.summary());
+    println!(
+        "board reads     {:>9}  {:>9.0}/s  errors {read_errors}",
+        reads.count(),
+        reads.count() as f64 / elapsed
+    );
+    println!("board latency   {}", reads.summary());
+    check_board(&crowd, &base, &auction, &tally.last).await
+}
+
+/// Reads the board back and compares it with the bids the server accepted:
+/// the number of bidders, and the top 1000 in order.
+async fn check_board(
+    crowd: &Crowd,
+    base: &str,
+    auction: &str,
+    accepted: &HashMap<String, Accepted>,
+) -> anyhow::Result<()> {
+    // Other processes learn of the last batches through the broker.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let board: Value = crowd
+        .client(0)
+        .get(format!("{base}/api/v1/auctions/{auction}/leaderboard?limit=1000"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let mut expected: Vec<(&String, &Accepted)> = accepted.iter().collect();
+    expected.sort_by(|(ua, a), (ub, b)| {
+        b.score
+            .total_cmp(&a.score)
+            .then(a.placed_at.cmp(&b.placed_at))
+            .then(ua.cmp(ub))
+    });
+    let expected: Vec<(String, i64)> = expected
+        .into_iter()
+        .take(1000)
+        .map(|(user, bid)| (user.clone(), bid.bid_cents))
+        .collect();
+    let shown: Vec<(String, i64)> = board["entries"]
+        .as_array()
+        .map(|entries| {
+            entries
+                .iter()
+                .map(|e| {
+                    (
+                        e["user_id"].as_str().unwrap_or_default().to_owned(),
+                        e["bid_cents"].as_i64().unwrap_or(0),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let bidders = board["bidders"].as_u64().unwrap_or(0);
+    let same = shown == expected && bidders == accepted.len() as u64;
+    println!(
+        "board check     {} bidders on the board, {} accepted; top {} {}",
+        bidders,
+        accepted.len(),
+        shown.len(),
+        if same {
+            "equal to the accepted bids"
+        } else {
+            "DIFFERENT from the accepted bids"
+        }
+    );
+    anyhow::ensure!(same, "the leaderboard differs from the accepted bids");
+    Ok(())
+}
