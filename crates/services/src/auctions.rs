@@ -258,8 +258,16 @@ impl AuctionService {
         Ok(auction)
     }
 
-    /// An auction (briefly cached: every change drops it).
+    /// An auction, with its status as the clock says (`live` from the
+    /// start even before the scheduler writes it).
     pub async fn get(&self, id: Uuid) -> Result<Auction> {
+        let mut auction = self.cached(id).await?;
+        auction.status = auction.status_at(self.clock.now());
+        Ok(auction)
+    }
+
+    /// The stored auction, briefly cached (every change drops it).
+    async fn cached(&self, id: Uuid) -> Result<Auction> {
         let store = self.store.clone();
         self.views
             .try_get_with(id, async move { store.auction(id).await.map_err(Error::from) })
@@ -282,11 +290,14 @@ impl AuctionService {
             event_id: query.event_id,
         };
         let rows = self.store.list_auctions(&filter, &page).await?;
-        Ok(page_from_rows(&self.cursors, SCOPE, page.limit, rows, |a| {
-            Position {
-                key: a.start_time,
-                id: a.id,
-            }
+        let now = self.clock.now();
+        let page = page_from_rows(&self.cursors, SCOPE, page.limit, rows, |a| Position {
+            key: a.start_time,
+            id: a.id,
+        });
+        Ok(page.map(|mut a| {
+            a.status = a.status_at(now);
+            a
         }))
     }
 
@@ -307,8 +318,7 @@ impl AuctionService {
                 ));
             }
         };
-        let mut auction = self.get(id).await?;
-        auction.status = auction.status_at(self.clock.now());
+        let auction = self.get(id).await?;
         self.boards.ensure_loaded(id).await?;
         let board = &self.boards.board;
         let (bidders, entries) = tokio::join!(board.len(id), board.top(id, limit));
@@ -322,7 +332,7 @@ impl AuctionService {
     /// Places the caller's bid (replacing their earlier one); answers its
     /// score and the caller's rank right after it.
     pub async fn bid(&self, principal: &Principal, id: Uuid, amount_cents: i64) -> Result<PlacedBid> {
-        let auction = self.get(id).await?;
+        let auction = self.cached(id).await?;
         // The clock is read here too: a late scheduler cannot take bids
         // outside the window. The locked row decides again in the batch.
         auctions::check_bid(&auction, amount_cents, self.clock.now())?;

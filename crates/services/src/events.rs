@@ -336,17 +336,22 @@ impl EventService {
     /// The page with each item's stock as the gate knows it (`live`, in
     /// item order), which every sale updates between page loads.
     fn with_live_stock(&self, details: Arc<EventDetails>, live: &[i64]) -> Arc<EventDetails> {
+        let now = self.clock.now();
         let stale = details
             .items
             .iter()
             .zip(live)
-            .any(|(item, stock)| *stock != item.stock_remaining);
+            .any(|(item, stock)| *stock != item.stock_remaining)
+            || details.auctions.iter().any(|a| a.status_at(now) != a.status);
         if !stale {
             return details;
         }
         let mut fresh = (*details).clone();
         for (item, stock) in fresh.items.iter_mut().zip(live) {
             item.stock_remaining = *stock;
+        }
+        for auction in &mut fresh.auctions {
+            auction.status = auction.status_at(now);
         }
         let any_left = fresh.items.iter().any(|i| i.stock_remaining > 0);
         fresh.event.status = events::status_at(
