@@ -26,6 +26,8 @@ pub struct Config {
     pub amqp_url: Option<String>,
     /// Prefix of the broker's exchange and queues (`SWIFTDROP_AMQP_PREFIX`).
     pub amqp_prefix: String,
+    /// Prefix of every Redis key (`SWIFTDROP_REDIS_PREFIX`).
+    pub redis_prefix: String,
     /// `SWIFTDROP_SECRET`: JWT signing secret; unset means generated once
     /// and kept in the data folder.
     pub secret: Option<String>,
@@ -88,6 +90,7 @@ impl Default for Config {
             redis_url: None,
             amqp_url: None,
             amqp_prefix: "swiftdrop".to_owned(),
+            redis_prefix: "swiftdrop:".to_owned(),
             secret: None,
             access_ttl_seconds: 1800,
             refresh_ttl_seconds: 30 * 24 * 3600,
@@ -209,12 +212,6 @@ impl Config {
         }
         if let Some(url) = &self.redis_url {
             check_service_url("REDIS_URL", url, &["redis", "rediss"])?;
-            // Refused rather than ignored: a scaled-out deployment that
-            // believes its limits are shared must not get per-process ones.
-            bail!(
-                "REDIS_URL is set, but this build does not use Redis yet: rate limits and stock \
-                 admission would stay per process. Unset REDIS_URL to run with per-process gates."
-            );
         }
         self.trusted_proxy_ips()?;
         Ok(())
@@ -321,7 +318,7 @@ mod tests {
     }
 
     #[test]
-    fn service_urls_are_checked_and_redis_is_refused_until_it_is_used() {
+    fn service_urls_are_checked() {
         let with = |amqp: Option<&str>, redis: Option<&str>| Config {
             amqp_url: amqp.map(str::to_owned),
             redis_url: redis.map(str::to_owned),
@@ -338,11 +335,12 @@ mod tests {
             assert!(err.contains("AMQP_URL"), "{bad}: {err}");
             assert!(!err.contains("pw"), "the URL must not be echoed: {err}");
         }
-        let err = with(None, Some("redis://127.0.0.1:6379"))
-            .validate()
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("REDIS_URL") && err.contains("per process"), "{err}");
+        assert!(with(None, Some("redis://127.0.0.1:6379")).validate().is_ok());
+        assert!(
+            with(None, Some("rediss://:secret@cache.example:6380/0"))
+                .validate()
+                .is_ok()
+        );
         let err = with(None, Some("mysql://x")).validate().unwrap_err().to_string();
         assert!(err.contains("REDIS_URL must start with"), "{err}");
     }

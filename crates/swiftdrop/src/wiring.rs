@@ -7,7 +7,10 @@ use std::time::Duration;
 use anyhow::Context;
 use api::{AppState, HttpSettings, Limits};
 use domain::clock::Clock;
-use gates::{LocalRateLimiter, Quota};
+use gates::{
+    Leaderboard, LocalLeaderboard, LocalRateLimiter, LocalStockGate, Quota, RateLimiter, RedisGates,
+    RedisLeaderboard, RedisOptions, RedisRateLimiter, RedisStockGate, StockGate,
+};
 use realtime::{AmqpBus, Bus, LocalBus};
 use services::accounts::{AccountService, AccountSettings};
 use services::admin::AdminService;
@@ -63,6 +66,21 @@ pub async fn build_with(config: &Config, roles: Roles, clock: Clock) -> anyhow::
         Some((url, prefix)) => AmqpBus::start(url, prefix, stop.clone()),
         None => Arc::new(LocalBus::default()),
     };
+    let redis = match &config.redis_url {
+        Some(url) => {
+            let options = RedisOptions {
+                prefix: config.redis_prefix.clone(),
+                ..RedisOptions::default()
+            };
+            // Fails only on a malformed URL; Redis being down is survived.
+            Some(
+                RedisGates::connect(url, options)
+                    .await
+                    .context("invalid REDIS_URL")?,
+            )
+        }
+        None => None,
+    };
 
     let accounts = Arc::new(AccountService::new(
         store.clone(),
@@ -80,7 +98,10 @@ pub async fn build_with(config: &Config, roles: Roles, clock: Clock) -> anyhow::
     )?);
     let catalog = Arc::new(CatalogService::new(store.clone(), keys.cursors.clone()));
     let uploads = Arc::new(UploadService::new(store.clone(), object_store(config)?));
-    let gate: Arc<dyn gates::StockGate> = Arc::new(gates::LocalStockGate::new());
+    let gate: Arc<dyn StockGate> = match &redis {
+        Some(redis) => Arc::new(RedisStockGate::new(redis.clone())),
+        None => Arc::new(LocalStockGate::new()),
+    };
     let schedule_changed = Arc::new(Notify::new());
     let outbox_written = Arc::new(Notify::new());
     let events = Arc::new(EventService::new(
@@ -111,14 +132,17 @@ pub async fn build_with(config: &Config, roles: Roles, clock: Clock) -> anyhow::
     ));
     let auctions = Arc::new(AuctionService::new(
         store.clone(),
-        Arc::new(gates::LocalLeaderboard::new()),
+        match &redis {
+            Some(redis) => Arc::new(RedisLeaderboard::new(redis.clone())) as Arc<dyn Leaderboard>,
+            None => Arc::new(LocalLeaderboard::new()),
+        },
         events.clone(),
         keys.cursors.clone(),
         clock.clone(),
         AuctionSettings {
             hold: chrono::Duration::seconds(config.reservation_ttl_seconds as i64),
             max_batch: config.reserve_batch_max,
-            shared_boards: false,
+            shared_boards: redis.is_some(),
         },
         schedule_changed.clone(),
         outbox_written.clone(),
@@ -132,25 +156,32 @@ pub async fn build_with(config: &Config, roles: Roles, clock: Clock) -> anyhow::
     let health = Arc::new(Health::new(
         store.clone(),
         broker.is_some().then(|| bus.clone()),
+        redis.clone(),
         roles.name(),
         roles.worker.then(|| leader.clone()),
     ));
+    // Shared by every process when Redis is configured (per address across
+    // the deployment), else this process's own.
+    let limit = |name: &str, quota: Quota| -> Arc<dyn RateLimiter> {
+        match &redis {
+            Some(redis) => Arc::new(RedisRateLimiter::new(redis.clone(), name, quota)),
+            None => Arc::new(LocalRateLimiter::new(quota)),
+        }
+    };
     let limits = Arc::new(Limits {
-        login: Arc::new(LocalRateLimiter::new(Quota::per_minute(
-            config.login_attempts_per_minute,
-        ))),
-        api: Arc::new(LocalRateLimiter::new(Quota::per_second(
-            config.api_requests_per_second,
-            config.api_burst,
-        ))),
-        purchase: Arc::new(LocalRateLimiter::new(Quota::per_second(
-            config.purchase_requests_per_second,
-            config.purchase_burst,
-        ))),
-        bid: Arc::new(LocalRateLimiter::new(Quota::per_second(
-            config.bid_requests_per_second,
-            config.bid_burst,
-        ))),
+        login: limit("login", Quota::per_minute(config.login_attempts_per_minute)),
+        api: limit(
+            "api",
+            Quota::per_second(config.api_requests_per_second, config.api_burst),
+        ),
+        purchase: limit(
+            "purchase",
+            Quota::per_second(config.purchase_requests_per_second, config.purchase_burst),
+        ),
+        bid: limit(
+            "bid",
+            Quota::per_second(config.bid_requests_per_second, config.bid_burst),
+        ),
     });
     // A moved test clock must not leave the scheduler asleep.
     let wake = schedule_changed.clone();

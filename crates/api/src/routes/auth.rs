@@ -61,13 +61,23 @@ pub struct LoginRequest {
     password: String,
 }
 
+/// The login limit counts failed attempts per address: an address that
+/// failed too often waits (whatever it sends next), a success costs
+/// nothing, and an attempt the server shed (503) was never tried.
 async fn sign_in(state: &AppState, ip: ClientIp, body: LoginRequest) -> ApiResult<axum::Json<TokensView>> {
-    if let Err(wait) = state.limits.login.check(ip.0).await {
+    if let Err(wait) = state.limits.login.peek(ip.0).await {
         metrics::counter!("swiftdrop_rate_limited_total", "limit" => "login").increment(1);
         return Err(ApiError::rate_limited(wait.seconds()));
     }
     let outcome = state.accounts.login(&body.username, &body.password).await;
-    let label = if outcome.is_ok() { "success" } else { "failure" };
+    let label = match &outcome {
+        Ok(_) => "success",
+        Err(services::Error::Unauthorized(_)) => {
+            let _ = state.limits.login.check(ip.0).await;
+            "failure"
+        }
+        Err(_) => "error",
+    };
     metrics::counter!("swiftdrop_logins_total", "outcome" => label).increment(1);
     Ok(axum::Json(outcome?.into()))
 }

@@ -38,6 +38,13 @@ pub fn amqp_url() -> Option<String> {
         .filter(|u| !u.is_empty())
 }
 
+/// The Redis to test the shared gates against, if any.
+pub fn redis_url() -> Option<String> {
+    std::env::var("SWIFTDROP_TEST_REDIS_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
 /// Which database this run tests against.
 pub fn postgres_url() -> Option<String> {
     std::env::var("SWIFTDROP_TEST_DATABASE_URL")
@@ -47,11 +54,20 @@ pub fn postgres_url() -> Option<String> {
 
 fn announce_backend() {
     static ONCE: Once = Once::new();
-    ONCE.call_once(|| match postgres_url() {
-        Some(_) => eprintln!("integration tests: backend = postgres (SWIFTDROP_TEST_DATABASE_URL)"),
-        None => {
-            eprintln!("integration tests: backend = sqlite (set SWIFTDROP_TEST_DATABASE_URL for PostgreSQL)")
-        }
+    ONCE.call_once(|| {
+        let database = match postgres_url() {
+            Some(_) => "postgres (SWIFTDROP_TEST_DATABASE_URL)",
+            None => "sqlite (set SWIFTDROP_TEST_DATABASE_URL for PostgreSQL)",
+        };
+        let broker = match amqp_url() {
+            Some(_) => "rabbitmq (SWIFTDROP_TEST_AMQP_URL)",
+            None => "in-process (set SWIFTDROP_TEST_AMQP_URL for RabbitMQ)",
+        };
+        let gates = match redis_url() {
+            Some(_) => "redis (SWIFTDROP_TEST_REDIS_URL)",
+            None => "in-process (set SWIFTDROP_TEST_REDIS_URL for Redis)",
+        };
+        eprintln!("integration tests: database = {database}; bus = {broker}; gates = {gates}");
     });
 }
 
@@ -86,6 +102,11 @@ impl TestApp {
             // Each test gets its own exchange and queues on the shared broker.
             config.amqp_url = Some(url);
             config.amqp_prefix = format!("t_{}", uuid::Uuid::now_v7().simple());
+        }
+        if let Some(url) = redis_url() {
+            // ... and its own keys on the shared Redis (they expire).
+            config.redis_url = Some(url);
+            config.redis_prefix = format!("t_{}:", uuid::Uuid::now_v7().simple());
         }
         adjust(&mut config);
         Self::launch(config, data, pg_schema).await

@@ -532,7 +532,8 @@ async fn events_go_live_and_close_on_time_and_catch_up_after_a_restart() {
 
 #[tokio::test]
 async fn bad_purchase_input_is_422_and_the_rate_limit_429() {
-    let app = TestApp::start().await;
+    // A slow refill, so the burst is what the crowd below runs into.
+    let app = TestApp::start_with(|c| c.purchase_requests_per_second = 1).await;
     let (_, admin) = app.admin("guard").await;
     let drop = live_drop(&app, &admin, &[(1000, None)], None).await;
     let item = drop["items"][0]["id"].as_str().unwrap().to_owned();
@@ -560,11 +561,13 @@ async fn bad_purchase_input_is_422_and_the_rate_limit_429() {
         "unauthorized",
     )
     .await;
-    // 5/s with a burst of 10 per address: the 4 above and 6 more pass.
-    let mut statuses = Vec::new();
-    for _ in 0..8 {
-        statuses.push(buy(&app, &token, &item, None, None).await.status());
-    }
+    // A burst of 10 per address: 30 at once cannot all pass.
+    let crowd = (0..30).map(|_| buy(&app, &token, &item, None, None));
+    let statuses: Vec<StatusCode> = futures::future::join_all(crowd)
+        .await
+        .iter()
+        .map(|r| r.status())
+        .collect();
     assert!(statuses.contains(&StatusCode::TOO_MANY_REQUESTS), "{statuses:?}");
     let limited = buy(&app, &token, &item, None, None).await;
     assert!(limited.headers().contains_key("retry-after"));
