@@ -35,8 +35,9 @@ pub struct Config {
     pub bcrypt_cost: u32,
     /// Password hashes run at once (default: half the cores, at least 1).
     pub hash_concurrency: usize,
-    /// Password hashes allowed to wait before logins get 503.
-    pub hash_queue: usize,
+    /// The longest a password hash may expect to queue before sign-ups and
+    /// logins get 503 (`SWIFTDROP_HASH_MAX_WAIT_SECONDS`).
+    pub hash_max_wait_seconds: u64,
     /// `human` or `json` (`SWIFTDROP_LOG`); `RUST_LOG` sets the filter.
     pub log: LogFormat,
     pub body_limit_bytes: usize,
@@ -91,7 +92,7 @@ impl Default for Config {
             reservation_ttl_seconds: 600,
             bcrypt_cost: 12,
             hash_concurrency: (cores / 2).max(1),
-            hash_queue: 8,
+            hash_max_wait_seconds: 10,
             log: LogFormat::Human,
             body_limit_bytes: 1024 * 1024,
             request_timeout_seconds: 30,
@@ -189,6 +190,9 @@ impl Config {
         if self.hash_concurrency == 0 {
             bail!("SWIFTDROP_HASH_CONCURRENCY must be more than 0");
         }
+        if self.hash_max_wait_seconds == 0 {
+            bail!("SWIFTDROP_HASH_MAX_WAIT_SECONDS must be more than 0");
+        }
         if let Some(secret) = &self.secret
             && secret.len() < 32
         {
@@ -234,6 +238,11 @@ impl Config {
 fn describe(err: figment::Error) -> String {
     err.into_iter()
         .map(|e| {
+            if let figment::error::Kind::UnknownField(field, _) = &e.kind
+                && let Some(message) = retired(field)
+            {
+                return message.to_owned();
+            }
             let key = e.path.join(".");
             let setting = match key.as_str() {
                 "database_url" | "redis_url" | "amqp_url" => key.to_uppercase(),
@@ -244,6 +253,19 @@ fn describe(err: figment::Error) -> String {
         })
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// Settings that were removed: refused at start (unknown fields are), and
+/// with a message saying what replaced them.
+fn retired(field: &str) -> Option<&'static str> {
+    match field {
+        "hash_queue" => Some(
+            "SWIFTDROP_HASH_QUEUE (or `hash_queue` in the config file) is no longer a setting: \
+             password hashes are admitted by the wait they will have; set \
+             SWIFTDROP_HASH_MAX_WAIT_SECONDS instead",
+        ),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -275,6 +297,20 @@ mod tests {
             jail.set_env("SWIFTDROP_BCRYPT_COST", "3");
             let err = Config::load(None).unwrap_err().to_string();
             assert!(err.contains("SWIFTDROP_BCRYPT_COST"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_retired_hash_queue_is_refused_naming_its_replacement() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("SWIFTDROP_HASH_QUEUE", "8");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("SWIFTDROP_HASH_MAX_WAIT_SECONDS"), "{err}");
+            jail.clear_env();
+            jail.set_env("SWIFTDROP_HASH_MAX_WAIT_SECONDS", "0");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("SWIFTDROP_HASH_MAX_WAIT_SECONDS"), "{err}");
             Ok(())
         });
     }

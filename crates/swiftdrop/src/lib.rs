@@ -107,7 +107,7 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
             refresh_ttl: Duration::from_secs(config.refresh_ttl_seconds),
             bcrypt_cost: config.bcrypt_cost,
             hash_concurrency: config.hash_concurrency,
-            hash_queue: config.hash_queue,
+            hash_max_wait: Duration::from_secs(config.hash_max_wait_seconds),
         },
     )?);
     let catalog = Arc::new(CatalogService::new(

@@ -11,3 +11,4 @@ mod http;
 mod proxy;
 mod realtime;
 mod sales;
+mod signup_rush;
