@@ -11,4 +11,5 @@ mod http;
 mod proxy;
 mod realtime;
 mod sales;
+mod security_headers;
 mod signup_rush;
