@@ -42,6 +42,14 @@ pub struct Config {
     pub log: LogFormat,
     pub body_limit_bytes: usize,
     pub request_timeout_seconds: u64,
+    /// A request head must arrive within this (and an idle keep-alive
+    /// connection is closed after it); a body gets it as a head start.
+    pub header_timeout_seconds: u64,
+    /// After that head start a request body must average at least this.
+    pub body_min_bytes_per_second: u64,
+    /// Open connections one client address may hold (WebSockets included);
+    /// trusted proxies are exempt.
+    pub max_connections_per_address: usize,
     /// Comma-separated origins allowed by CORS; `*` for any; empty for none.
     #[serde(deserialize_with = "comma_list")]
     pub cors_origins: Vec<String>,
@@ -96,6 +104,9 @@ impl Default for Config {
             log: LogFormat::Human,
             body_limit_bytes: 1024 * 1024,
             request_timeout_seconds: 30,
+            header_timeout_seconds: 10,
+            body_min_bytes_per_second: 1024,
+            max_connections_per_address: 256,
             cors_origins: Vec::new(),
             trusted_proxies: Vec::new(),
             login_attempts_per_minute: 5,
@@ -177,6 +188,15 @@ impl Config {
         }
         if self.request_timeout_seconds == 0 {
             bail!("SWIFTDROP_REQUEST_TIMEOUT_SECONDS must be more than 0");
+        }
+        if self.header_timeout_seconds == 0 {
+            bail!("SWIFTDROP_HEADER_TIMEOUT_SECONDS must be more than 0");
+        }
+        if self.body_min_bytes_per_second == 0 {
+            bail!("SWIFTDROP_BODY_MIN_BYTES_PER_SECOND must be more than 0");
+        }
+        if self.max_connections_per_address == 0 {
+            bail!("SWIFTDROP_MAX_CONNECTIONS_PER_ADDRESS must be more than 0");
         }
         if self.body_limit_bytes < 1024 {
             bail!("SWIFTDROP_BODY_LIMIT_BYTES must be at least 1024");

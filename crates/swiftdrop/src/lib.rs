@@ -3,16 +3,15 @@
 
 pub mod config;
 pub mod seed;
+pub mod server;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
 use api::{AppState, HttpSettings, Limits};
-use axum::serve::ListenerExt;
 use domain::cursor::CursorCodec;
 use gates::{LocalRateLimiter, Quota};
 use hmac_key::derive_key;
@@ -49,6 +48,7 @@ pub struct App {
     pub state: AppState,
     pub bus: Arc<dyn Bus>,
     settings: HttpSettings,
+    connections: server::ConnectionSettings,
     schedule_changed: Arc<tokio::sync::Notify>,
     /// Cancelled at shutdown: background work stops between steps.
     stop: tokio_util::sync::CancellationToken,
@@ -175,6 +175,7 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         state,
         bus,
         settings,
+        connections: server::ConnectionSettings::from_config(config)?,
         schedule_changed,
         stop,
         amqp_url: config.amqp_url.clone(),
@@ -246,22 +247,18 @@ pub async fn serve(
     let stop = app.stop.clone();
     let (tasks, stoppable) = spawn_background(&app, &stop);
     let store = app.state.store.clone();
+    let hub = app.state.notifications.hub().clone();
     let router = api::router(app.state, &app.settings, web::pages());
     let addr = listener.local_addr()?;
     tracing::info!(%addr, backend = store.backend().as_str(), "SwiftDrop listening");
-    // No Nagle delay: a pushed frame or a response leaves at once.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::debug!(%err, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(
+    server::run(
         listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
+        router,
+        &app.connections,
+        move || hub.close_all(),
+        shutdown,
     )
-    .with_graceful_shutdown(shutdown)
-    .await
-    .context("server failed")?;
+    .await;
     // Stop background work between steps (never inside a transaction).
     stop.cancel();
     for task in stoppable {

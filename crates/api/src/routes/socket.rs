@@ -25,10 +25,12 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message as Frame, handsha
 use uuid::Uuid;
 
 use crate::error::ApiError;
+use crate::middleware::ConnectionSlot;
 use crate::state::AppState;
 
 /// Close codes of the notification socket.
 const CLOSE_UNAUTHORIZED: u16 = 4401;
+const GOING_AWAY: u16 = 1001;
 /// Frames larger than this close the socket (clients only send small
 /// control messages).
 const MAX_FRAME: usize = 16 * 1024;
@@ -119,7 +121,11 @@ pub async fn socket(
         )
         .into_response();
     };
+    // Held while the socket is open: it counts against its address's
+    // connections, and the server waits for it at shutdown.
+    let slot = request.extensions_mut().remove::<ConnectionSlot>();
     tokio::spawn(async move {
+        let _slot = slot;
         let upgraded = match upgrade.await {
             Ok(upgraded) => upgraded,
             Err(err) => return tracing::debug!(%err, "WebSocket upgrade failed"),
@@ -186,7 +192,12 @@ async fn first_message_token(socket: &mut Socket) -> Option<String> {
 async fn serve_socket(state: AppState, mut socket: Socket, outlet: Arc<Outlet>, token: Option<String>) {
     let token = match token {
         Some(token) => Some(token),
-        None => first_message_token(&mut socket).await,
+        None => tokio::select! {
+            token = first_message_token(&mut socket) => token,
+            () = state.notifications.hub().going_away() => {
+                return close(socket, &outlet, GOING_AWAY, "server shutting down").await;
+            }
+        },
     };
     let principal: Principal = match token {
         Some(token) => match state.accounts.authenticate(&token).await {
@@ -206,7 +217,8 @@ async fn serve_socket(state: AppState, mut socket: Socket, outlet: Arc<Outlet>, 
                 Stop::Slow => {
                     return close(socket, &outlet, 1013, "too slow; reconnect and resume").await;
                 }
-                Stop::Idle => return close(socket, &outlet, 1001, "idle").await,
+                Stop::Idle => return close(socket, &outlet, GOING_AWAY, "idle").await,
+                Stop::GoingAway => return close(socket, &outlet, GOING_AWAY, "server shutting down").await,
                 Stop::Closing | Stop::Broken => return,
             },
             frame = socket.next() => {

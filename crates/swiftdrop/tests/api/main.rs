@@ -13,3 +13,4 @@ mod realtime;
 mod sales;
 mod security_headers;
 mod signup_rush;
+mod slow_clients;
