@@ -11,6 +11,7 @@ mod http;
 mod proxy;
 mod realtime;
 mod sales;
+mod secrets_in_logs;
 mod security_headers;
 mod signup_rush;
 mod slow_clients;
