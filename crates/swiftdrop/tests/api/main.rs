@@ -8,6 +8,7 @@ mod cli;
 mod events;
 mod harness;
 mod http;
+mod properties;
 mod proxy;
 mod realtime;
 mod sales;
