@@ -10,7 +10,7 @@ use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use domain::user::Permission;
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, IgnoredAny};
 use services::accounts::Principal;
 
 use crate::error::ApiError;
@@ -65,25 +65,28 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let path = err.path().to_string();
         let inner = err.into_inner();
         match inner.classify() {
-            serde_json::error::Category::Data => {
-                let message = data_message(&inner);
-                ApiError::invalid(&field_name(&path, &message), message)
-            }
-            _ => ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "malformed_json",
-                format!("malformed JSON: {inner}"),
-            ),
+            // A wrong shape is a 422 only when the text is JSON at all: a
+            // body cut short can trip over its shape before its end.
+            serde_json::error::Category::Data => match serde_json::from_slice::<IgnoredAny>(bytes) {
+                Ok(_) => {
+                    let message = data_message(&inner);
+                    ApiError::invalid(&field_name(&path, &message), message)
+                }
+                Err(syntax) => malformed(&syntax),
+            },
+            _ => malformed(&inner),
         }
     })?;
-    deserializer.end().map_err(|err| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "malformed_json",
-            format!("malformed JSON: {err}"),
-        )
-    })?;
+    deserializer.end().map_err(|err| malformed(&err))?;
     Ok(value)
+}
+
+fn malformed(err: &serde_json::Error) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "malformed_json",
+        format!("malformed JSON: {err}"),
+    )
 }
 
 /// The field a serde error points at. Missing and unknown fields are named

@@ -18,6 +18,7 @@ use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -121,6 +122,32 @@ pub fn router(state: AppState, settings: &HttpSettings, pages: Router<AppState>)
             }),
         )
         .layer(PropagateRequestIdLayer::new(request_id))
+        // Security headers on every answer, pages and API alike; a route
+        // that needs a looser policy (the API docs) sets its own.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(middleware::CONTENT_SECURITY_POLICY),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::strict_transport_security,
+        ))
+        // Limits against slow and greedy clients (the connection-level ones
+        // are in the server): a problem document, with the request id.
+        .layer(axum::middleware::from_fn(middleware::limit_header_size))
+        .layer(axum::middleware::from_fn(middleware::cut_slow_bodies))
         .layer(cors_layer(&settings.cors_origins))
         .layer(CompressionLayer::new())
         .layer(axum::middleware::from_fn(middleware::problem_for_bare_errors))
@@ -130,7 +157,13 @@ pub fn router(state: AppState, settings: &HttpSettings, pages: Router<AppState>)
     Router::new()
         .merge(api)
         .merge(service)
-        .merge(SwaggerUi::new("/api/docs").url("/api/openapi.json", openapi))
+        .merge(
+            Router::new()
+                .merge(SwaggerUi::new("/api/docs").url("/api/openapi.json", openapi))
+                .layer(axum::middleware::from_fn(
+                    middleware::docs_content_security_policy,
+                )),
+        )
         .merge(pages)
         .fallback(|| async { ApiError::not_found() })
         .route_layer(axum::middleware::from_fn(middleware::record_metrics))

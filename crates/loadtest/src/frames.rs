@@ -119,7 +119,8 @@ impl FrameReader {
             ),
             short => (usize::from(short), 2),
         };
-        let payload = bytes.get(header..header + length)?;
+        // A forged 64-bit length must not overflow the end of the range.
+        let payload = bytes.get(header..length.checked_add(header)?)?;
         self.at += header + length;
         Some(match first & 0x0F {
             0x1 => ServerFrame::Text(payload),
@@ -166,5 +167,80 @@ mod tests {
         reader.buffer.extend_from_slice(rest);
         assert_eq!(frames(&mut reader), [long.as_str(), "other"]);
         assert!(reader.buffer.is_empty());
+    }
+
+    #[test]
+    fn a_length_near_the_top_of_the_range_is_just_incomplete() {
+        let mut reader = FrameReader::default();
+        reader.buffer.extend([0x81, 127]);
+        reader.buffer.extend(u64::MAX.to_be_bytes());
+        reader.buffer.extend(b"tail");
+        assert!(reader.next_frame().is_none());
+    }
+
+    /// A server frame as the hub writes it: unmasked, unfragmented.
+    fn encode(opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let mut out = vec![0x80 | opcode];
+        match payload.len() {
+            len @ 0..=125 => out.push(len as u8),
+            len @ 126..=0xFFFF => {
+                out.push(126);
+                out.extend((len as u16).to_be_bytes());
+            }
+            len => {
+                out.push(127);
+                out.extend((len as u64).to_be_bytes());
+            }
+        }
+        out.extend_from_slice(payload);
+        out
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn arbitrary_bytes_never_panic(chunks in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..64), 0..8)) {
+                let mut reader = FrameReader::default();
+                for chunk in chunks {
+                    reader.buffer.extend_from_slice(&chunk);
+                    let _ = frames(&mut reader);
+                }
+            }
+
+            #[test]
+            fn frames_come_out_whole_however_the_stream_is_cut(
+                texts in prop::collection::vec(
+                    prop_oneof![".{0,40}", ".{120,130}", "[a-z]{65530,65540}"],
+                    1..5,
+                ),
+                cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..6),
+            ) {
+                let mut wire = Vec::new();
+                for text in &texts {
+                    wire.extend(encode(0x1, text.as_bytes()));
+                    wire.extend(encode(0x9, b""));
+                }
+                let mut points: Vec<usize> = cuts.iter().map(|c| c.index(wire.len())).collect();
+                points.push(wire.len());
+                points.sort_unstable();
+                let mut reader = FrameReader::default();
+                let mut seen = Vec::new();
+                let mut from = 0;
+                for to in points {
+                    reader.buffer.extend_from_slice(&wire[from..to]);
+                    from = to;
+                    seen.extend(frames(&mut reader));
+                }
+                let expected: Vec<String> = texts
+                    .iter()
+                    .flat_map(|t| [t.clone(), "ping".to_owned()])
+                    .collect();
+                prop_assert_eq!(seen, expected);
+                prop_assert!(reader.buffer.is_empty());
+            }
+        }
     }
 }

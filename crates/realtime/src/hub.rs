@@ -15,9 +15,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use dashmap::DashMap;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::outlet::{self, Outlet, Pushed};
+use crate::outlet::{self, Outlet, Pushed, Stop};
 
 /// Below this many sockets a broadcast is written on the calling task;
 /// above it, it is split across the cores.
@@ -40,6 +41,8 @@ pub struct Hub {
     dropped_slow: Arc<AtomicU64>,
     /// How many pieces a large broadcast is written in, at once.
     writers: usize,
+    /// Cancelled when the server shuts down: every socket says goodbye.
+    going_away: CancellationToken,
 }
 
 impl Default for Hub {
@@ -51,6 +54,7 @@ impl Default for Hub {
             connections: AtomicUsize::new(0),
             dropped_slow: Arc::default(),
             writers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            going_away: CancellationToken::new(),
         }
     }
 }
@@ -116,7 +120,14 @@ impl Hub {
         {
             let mut clients = self.users.entry(user_id).or_default();
             outlet.push(&outlet::text_frame(greeting));
-            clients.push(Client { id, outlet });
+            clients.push(Client {
+                id,
+                outlet: outlet.clone(),
+            });
+        }
+        // A socket that arrives during shutdown is let go like the others.
+        if self.going_away.is_cancelled() {
+            outlet.stop(Stop::GoingAway);
         }
         self.connections.fetch_add(1, Ordering::Relaxed);
         metrics::gauge!("swiftdrop_websocket_connections").increment(1.0);
@@ -139,6 +150,21 @@ impl Hub {
             self.connections.fetch_sub(1, Ordering::Relaxed);
             metrics::gauge!("swiftdrop_websocket_connections").decrement(1.0);
         }
+    }
+
+    /// At shutdown: stops every socket's pushes with [`Stop::GoingAway`], so
+    /// each connection task closes with 1001 and a close frame, and those
+    /// still authenticating can follow [`Hub::going_away`].
+    pub fn close_all(&self) {
+        self.going_away.cancel();
+        for outlet in self.outlets_where(|_, _| true) {
+            outlet.stop(Stop::GoingAway);
+        }
+    }
+
+    /// Resolves once [`Hub::close_all`] was called.
+    pub async fn going_away(&self) {
+        self.going_away.cancelled().await;
     }
 
     pub fn connections(&self) -> usize {
@@ -262,7 +288,6 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outlet::Stop;
     use tokio::io::AsyncReadExt;
     use tokio::net::{TcpListener, TcpStream};
 
@@ -378,6 +403,19 @@ mod tests {
         assert_eq!(hub.dropped_slow(), 1);
         reader.await.unwrap();
         assert!(!serving.is_finished(), "the reading socket was stopped too");
+    }
+
+    #[tokio::test]
+    async fn close_all_stops_every_socket_and_those_that_come_later() {
+        let hub = Hub::new();
+        let (_a, a, _a_client) = socket(&hub, Uuid::now_v7()).await;
+        let (_b, b, _b_client) = socket(&hub, Uuid::now_v7()).await;
+        hub.close_all();
+        assert_eq!(a.stopped().await, Stop::GoingAway);
+        assert_eq!(b.stopped().await, Stop::GoingAway);
+        hub.going_away().await;
+        let (_late, late, _late_client) = socket(&hub, Uuid::now_v7()).await;
+        assert_eq!(late.stopped().await, Stop::GoingAway);
     }
 
     #[tokio::test(start_paused = true)]

@@ -37,6 +37,8 @@ pub enum Stop {
     Closing,
     /// Writing failed: the peer is gone.
     Broken,
+    /// The server is shutting down: say goodbye (1001).
+    GoingAway,
 }
 
 /// What became of one push.

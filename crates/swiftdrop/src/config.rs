@@ -37,12 +37,21 @@ pub struct Config {
     pub bcrypt_cost: u32,
     /// Password hashes run at once (default: half the cores, at least 1).
     pub hash_concurrency: usize,
-    /// Password hashes allowed to wait before logins get 503.
-    pub hash_queue: usize,
+    /// The longest a password hash may expect to queue before sign-ups and
+    /// logins get 503 (`SWIFTDROP_HASH_MAX_WAIT_SECONDS`).
+    pub hash_max_wait_seconds: u64,
     /// `human` or `json` (`SWIFTDROP_LOG`); `RUST_LOG` sets the filter.
     pub log: LogFormat,
     pub body_limit_bytes: usize,
     pub request_timeout_seconds: u64,
+    /// A request head must arrive within this (and an idle keep-alive
+    /// connection is closed after it); a body gets it as a head start.
+    pub header_timeout_seconds: u64,
+    /// After that head start a request body must average at least this.
+    pub body_min_bytes_per_second: u64,
+    /// Open connections one client address may hold (WebSockets included);
+    /// trusted proxies are exempt.
+    pub max_connections_per_address: usize,
     /// Comma-separated origins allowed by CORS; `*` for any; empty for none.
     #[serde(deserialize_with = "comma_list")]
     pub cors_origins: Vec<String>,
@@ -97,10 +106,13 @@ impl Default for Config {
             reservation_ttl_seconds: 600,
             bcrypt_cost: 12,
             hash_concurrency: (cores / 2).max(1),
-            hash_queue: 8,
+            hash_max_wait_seconds: 10,
             log: LogFormat::Human,
             body_limit_bytes: 1024 * 1024,
             request_timeout_seconds: 30,
+            header_timeout_seconds: 10,
+            body_min_bytes_per_second: 1024,
+            max_connections_per_address: 256,
             cors_origins: Vec::new(),
             trusted_proxies: Vec::new(),
             login_attempts_per_minute: 5,
@@ -185,6 +197,15 @@ impl Config {
         if self.request_timeout_seconds == 0 {
             bail!("SWIFTDROP_REQUEST_TIMEOUT_SECONDS must be more than 0");
         }
+        if self.header_timeout_seconds == 0 {
+            bail!("SWIFTDROP_HEADER_TIMEOUT_SECONDS must be more than 0");
+        }
+        if self.body_min_bytes_per_second == 0 {
+            bail!("SWIFTDROP_BODY_MIN_BYTES_PER_SECOND must be more than 0");
+        }
+        if self.max_connections_per_address == 0 {
+            bail!("SWIFTDROP_MAX_CONNECTIONS_PER_ADDRESS must be more than 0");
+        }
         if self.body_limit_bytes < 1024 {
             bail!("SWIFTDROP_BODY_LIMIT_BYTES must be at least 1024");
         }
@@ -196,6 +217,9 @@ impl Config {
         }
         if self.hash_concurrency == 0 {
             bail!("SWIFTDROP_HASH_CONCURRENCY must be more than 0");
+        }
+        if self.hash_max_wait_seconds == 0 {
+            bail!("SWIFTDROP_HASH_MAX_WAIT_SECONDS must be more than 0");
         }
         if let Some(secret) = &self.secret
             && secret.len() < 32
@@ -272,6 +296,11 @@ fn check_service_url(setting: &str, url: &str, schemes: &[&str]) -> anyhow::Resu
 fn describe(err: figment::Error) -> String {
     err.into_iter()
         .map(|e| {
+            if let figment::error::Kind::UnknownField(field, _) = &e.kind
+                && let Some(message) = retired(field)
+            {
+                return message.to_owned();
+            }
             let key = e.path.join(".");
             let setting = match key.as_str() {
                 "database_url" | "redis_url" | "amqp_url" => key.to_uppercase(),
@@ -282,6 +311,19 @@ fn describe(err: figment::Error) -> String {
         })
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// Settings that were removed: refused at start (unknown fields are), and
+/// with a message saying what replaced them.
+fn retired(field: &str) -> Option<&'static str> {
+    match field {
+        "hash_queue" => Some(
+            "SWIFTDROP_HASH_QUEUE (or `hash_queue` in the config file) is no longer a setting: \
+             password hashes are admitted by the wait they will have; set \
+             SWIFTDROP_HASH_MAX_WAIT_SECONDS instead",
+        ),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -343,6 +385,20 @@ mod tests {
         );
         let err = with(None, Some("mysql://x")).validate().unwrap_err().to_string();
         assert!(err.contains("REDIS_URL must start with"), "{err}");
+    }
+
+    #[test]
+    fn the_retired_hash_queue_is_refused_naming_its_replacement() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("SWIFTDROP_HASH_QUEUE", "8");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("SWIFTDROP_HASH_MAX_WAIT_SECONDS"), "{err}");
+            jail.clear_env();
+            jail.set_env("SWIFTDROP_HASH_MAX_WAIT_SECONDS", "0");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("SWIFTDROP_HASH_MAX_WAIT_SECONDS"), "{err}");
+            Ok(())
+        });
     }
 
     #[test]

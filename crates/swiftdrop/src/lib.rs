@@ -6,15 +6,13 @@ pub mod config;
 mod roles;
 mod secrets;
 pub mod seed;
+pub mod server;
 mod telemetry;
 mod wiring;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use anyhow::Context;
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 pub use config::Config;
@@ -42,22 +40,18 @@ pub async fn serve(
     let stop = app.stop.clone();
     let (tasks, stoppable) = roles::spawn_background(&app, &stop);
     let store = app.store.clone();
+    let hub = app.state.notifications.hub().clone();
     let router = api::router(app.state, &app.settings, web::pages());
     let addr = listener.local_addr()?;
     tracing::info!(%addr, backend = store.backend().as_str(), "SwiftDrop listening");
-    // No Nagle delay: a pushed frame or a response leaves at once.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::debug!(%err, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(
+    server::run(
         listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
+        router,
+        &app.connections,
+        move || hub.close_all(),
+        shutdown,
     )
-    .with_graceful_shutdown(shutdown)
-    .await
-    .context("server failed")?;
+    .await;
     // Stop background work between steps (never inside a transaction).
     stop.cancel();
     for task in stoppable {

@@ -54,13 +54,21 @@ enum Command {
 #[derive(Subcommand)]
 enum AdminCommand {
     /// Creates an admin account on the configured database.
+    ///
+    /// The password is asked for at the terminal (twice, not echoed) unless
+    /// `--password-stdin` or `--password` is given.
     Create {
         #[arg(long)]
         email: String,
         #[arg(long)]
         username: String,
+        /// For scripts only: a command line is visible to every local user
+        /// (`ps`) and may land in shell history. Prefer `--password-stdin`.
+        #[arg(long, conflicts_with = "password_stdin")]
+        password: Option<String>,
+        /// Read the password from the first line of standard input.
         #[arg(long)]
-        password: String,
+        password_stdin: bool,
     },
 }
 
@@ -96,14 +104,41 @@ async fn main() -> anyhow::Result<()> {
                     email,
                     username,
                     password,
+                    password_stdin,
                 },
         } => {
+            let password = match (password, password_stdin) {
+                (Some(password), _) => password,
+                (None, true) => password_from_stdin()?,
+                (None, false) => password_from_prompt()?,
+            };
             let app = swiftdrop::build(&config).await?;
             swiftdrop::seed::create_admin(&app, &email, &username, &password).await?;
             println!("admin {username} created");
             Ok(())
         }
     }
+}
+
+/// The first line of standard input, without its line ending.
+fn password_from_stdin() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("cannot read the password from standard input")?;
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    anyhow::ensure!(!password.is_empty(), "no password on standard input");
+    Ok(password.to_owned())
+}
+
+/// Asks at the terminal, without echo, twice.
+fn password_from_prompt() -> anyhow::Result<String> {
+    let no_terminal = "cannot ask for the password (no terminal): use --password-stdin";
+    let password = rpassword::prompt_password("Password for the new admin: ").context(no_terminal)?;
+    let again = rpassword::prompt_password("Same password again: ").context(no_terminal)?;
+    anyhow::ensure!(password == again, "the two passwords differ; nothing was created");
+    Ok(password)
 }
 
 async fn serve(config: Config, demo: bool, roles: Roles) -> anyhow::Result<()> {

@@ -6,17 +6,46 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::config::LogFormat;
 
-/// Sets up logging: human-readable or JSON lines, filtered by `RUST_LOG`.
+/// Libraries whose debug and trace events carry what passes through them
+/// (WebSocket frames, request and response heads, SQL with its values,
+/// AMQP frames): capped at `info` whatever `RUST_LOG` asks, so a token,
+/// cookie or password never reaches a log line.
+const PAYLOAD_LOGGERS: &[&str] = &[
+    "tungstenite",
+    "tokio_tungstenite",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "reqwest",
+    "sqlx",
+    "lapin",
+    "amq_protocol",
+    "amq_protocol_codegen",
+    "amq_protocol_types",
+    "object_store",
+    "axum",
+    "redis",
+];
+
+/// Sets up logging: human-readable or JSON lines, filtered by `RUST_LOG`,
+/// with the [`PAYLOAD_LOGGERS`] capped.
 pub fn init_tracing(format: LogFormat) {
-    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::prelude::*;
+    use tracing_subscriber::{EnvFilter, fmt};
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Human => builder.try_init(),
+    let caps = PAYLOAD_LOGGERS
+        .iter()
+        .fold(Targets::new().with_default(LevelFilter::TRACE), |caps, target| {
+            caps.with_target(*target, LevelFilter::INFO)
+        });
+    let layer = match format {
+        LogFormat::Json => fmt::layer().json().with_writer(std::io::stderr).boxed(),
+        LogFormat::Human => fmt::layer().with_writer(std::io::stderr).boxed(),
     };
+    let _ = tracing_subscriber::registry()
+        .with(layer.with_filter(filter).with_filter(caps))
+        .try_init();
 }
 
 /// The metrics recorder is process-wide by the `metrics` crate's design;

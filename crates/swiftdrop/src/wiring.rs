@@ -38,6 +38,7 @@ pub struct App {
     pub clock: Clock,
     pub roles: Roles,
     pub(crate) settings: HttpSettings,
+    pub(crate) connections: crate::server::ConnectionSettings,
     pub(crate) schedule_changed: Arc<Notify>,
     /// Cancelled at shutdown: background work stops between steps.
     pub(crate) stop: CancellationToken,
@@ -92,7 +93,7 @@ pub async fn build_with(config: &Config, roles: Roles, clock: Clock) -> anyhow::
             refresh_ttl: Duration::from_secs(config.refresh_ttl_seconds),
             bcrypt_cost: config.bcrypt_cost,
             hash_concurrency: config.hash_concurrency,
-            hash_queue: config.hash_queue,
+            hash_max_wait: Duration::from_secs(config.hash_max_wait_seconds),
         },
         clock.clone(),
     )?);
@@ -213,6 +214,7 @@ pub async fn build_with(config: &Config, roles: Roles, clock: Clock) -> anyhow::
         clock,
         roles,
         settings,
+        connections: crate::server::ConnectionSettings::from_config(config)?,
         schedule_changed,
         stop,
         broker,

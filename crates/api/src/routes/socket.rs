@@ -27,10 +27,12 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message as Frame, handsha
 use uuid::Uuid;
 
 use crate::error::ApiError;
+use crate::middleware::ConnectionSlot;
 use crate::state::AppState;
 
 /// Close codes of the notification socket.
 const CLOSE_UNAUTHORIZED: u16 = 4401;
+const GOING_AWAY: u16 = 1001;
 /// Frames larger than this close the socket (clients only send small
 /// control messages).
 const MAX_FRAME: usize = 16 * 1024;
@@ -183,7 +185,11 @@ pub async fn socket(
         )
         .into_response();
     };
+    // Held while the socket is open: it counts against its address's
+    // connections, and the server waits for it at shutdown.
+    let slot = request.extensions_mut().remove::<ConnectionSlot>();
     tokio::spawn(async move {
+        let _slot = slot;
         let upgraded = match upgrade.await {
             Ok(upgraded) => upgraded,
             Err(err) => return tracing::debug!(%err, "WebSocket upgrade failed"),
@@ -284,7 +290,8 @@ async fn serve_socket(state: AppState, mut socket: Socket, outlet: Arc<Outlet>, 
                 Stop::Slow => {
                     return close(socket, &outlet, 1013, "too slow; reconnect and resume").await;
                 }
-                Stop::Idle => return close(socket, &outlet, 1001, "idle").await,
+                Stop::Idle => return close(socket, &outlet, GOING_AWAY, "idle").await,
+                Stop::GoingAway => return close(socket, &outlet, GOING_AWAY, "server shutting down").await,
                 Stop::Closing | Stop::Broken => return,
             },
             frame = socket.next() => {

@@ -38,8 +38,9 @@ pub struct AccountSettings {
     pub bcrypt_cost: u32,
     /// Password hashes allowed to run at once.
     pub hash_concurrency: usize,
-    /// Password hashes allowed to wait; past that logins get 503.
-    pub hash_queue: usize,
+    /// The longest a password hash may expect to wait for a thread; past
+    /// that sign-ups and logins get 503 with the wait as `Retry-After`.
+    pub hash_max_wait: Duration,
 }
 
 /// Who is calling, as established from a verified, unrevoked access token.
@@ -101,7 +102,7 @@ impl AccountService {
             hasher: PasswordHasher::new(
                 settings.bcrypt_cost,
                 settings.hash_concurrency,
-                settings.hash_queue,
+                settings.hash_max_wait,
             )?,
             keys: TokenKeys::new(keys, settings.access_ttl, clock.clone()),
             cache: Arc::new(AuthCache::new(store.clone(), settings.access_ttl, clock.clone())),
