@@ -45,6 +45,10 @@ pub struct RedisOptions {
     pub connect_timeout: Duration,
     /// The longest pause between two probes while Redis is away.
     pub max_probe_interval: Duration,
+    /// Root certificates (PEM) to verify a `rediss://` server by, instead
+    /// of the public roots: for a Redis whose certificate a private CA
+    /// signed.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 impl Default for RedisOptions {
@@ -54,6 +58,7 @@ impl Default for RedisOptions {
             call_timeout: Duration::from_millis(250),
             connect_timeout: Duration::from_secs(2),
             max_probe_interval: Duration::from_secs(5),
+            ca_pem: None,
         }
     }
 }
@@ -136,7 +141,17 @@ impl RedisGates {
             let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         }
         // The URL may hold a password: keep it out of the error.
-        let client = Client::open(url).map_err(|err| GateError::InvalidUrl(err.to_string()))?;
+        let client = match &options.ca_pem {
+            Some(pem) => Client::build_with_tls(
+                url,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.clone()),
+                },
+            ),
+            None => Client::open(url),
+        }
+        .map_err(|err| GateError::InvalidUrl(err.to_string()))?;
         let conn = manager(&client, &options).map_err(|err| GateError::InvalidUrl(err.to_string()))?;
         let gates = RedisGates {
             inner: Arc::new(Inner {

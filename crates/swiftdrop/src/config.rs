@@ -22,6 +22,10 @@ pub struct Config {
     pub database_url: Option<String>,
     /// `REDIS_URL`: shared gates; unset means in-process.
     pub redis_url: Option<String>,
+    /// `SWIFTDROP_REDIS_CA_FILE`: root certificates (PEM) that verify a
+    /// `rediss://` server, for one whose certificate a private CA signed;
+    /// unset means the public roots.
+    pub redis_ca_file: Option<PathBuf>,
     /// `AMQP_URL`: the broker; unset means the in-process bus.
     pub amqp_url: Option<String>,
     /// Prefix of the broker's exchange and queues (`SWIFTDROP_AMQP_PREFIX`).
@@ -97,6 +101,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             database_url: None,
             redis_url: None,
+            redis_ca_file: None,
             amqp_url: None,
             amqp_prefix: "swiftdrop".to_owned(),
             redis_prefix: "swiftdrop:".to_owned(),
@@ -236,6 +241,9 @@ impl Config {
         }
         if let Some(url) = &self.redis_url {
             check_service_url("REDIS_URL", url, &["redis", "rediss"])?;
+        }
+        if self.redis_ca_file.is_some() && !self.redis_url.as_ref().is_some_and(|u| u.starts_with("rediss://")) {
+            bail!("SWIFTDROP_REDIS_CA_FILE is set, but REDIS_URL is not a rediss:// (TLS) URL");
         }
         self.trusted_proxy_ips()?;
         Ok(())

@@ -69,8 +69,15 @@ pub async fn build_with(config: &Config, roles: Roles, clock: Clock) -> anyhow::
     };
     let redis = match &config.redis_url {
         Some(url) => {
+            let ca_pem = match &config.redis_ca_file {
+                Some(path) => Some(std::fs::read(path).with_context(|| {
+                    format!("cannot read SWIFTDROP_REDIS_CA_FILE {}", path.display())
+                })?),
+                None => None,
+            };
             let options = RedisOptions {
                 prefix: config.redis_prefix.clone(),
+                ca_pem,
                 ..RedisOptions::default()
             };
             // Fails only on a malformed URL; Redis being down is survived.
