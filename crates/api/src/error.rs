@@ -131,9 +131,6 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// What a client is told to wait when the database does not answer.
-const DATABASE_RETRY_AFTER_SECONDS: u64 = 5;
-
 impl From<services::Error> for ApiError {
     fn from(err: services::Error) -> Self {
         use services::Error as E;
@@ -152,17 +149,6 @@ impl From<services::Error> for ApiError {
                     "the server is busy; retry shortly",
                 )
             },
-            unavailable @ E::Unavailable(_) => {
-                tracing::warn!(error = %services::error_chain(&unavailable), "database unavailable");
-                ApiError {
-                    retry_after: Some(DATABASE_RETRY_AFTER_SECONDS),
-                    ..ApiError::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "database_unavailable",
-                        "the database does not answer; retry shortly",
-                    )
-                }
-            }
             internal @ E::Internal(_) => {
                 // The whole chain of causes goes to the log (with the
                 // request's span), never to the client.

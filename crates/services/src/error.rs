@@ -23,10 +23,6 @@ pub enum Error {
     /// Too much work queued (e.g. password hashing): retry later.
     #[error("server busy")]
     Overloaded { retry_after_seconds: u64 },
-    /// The database does not answer (an outage, not this request's fault):
-    /// retry shortly. The cause is kept for the log.
-    #[error("database unavailable")]
-    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// A fault of the server or its dependencies. The cause is kept as the
     /// error's source, for the log line of the 500; clients never see it.
     #[error("internal error")]
@@ -63,7 +59,6 @@ impl Error {
             Error::Overloaded { retry_after_seconds } => Error::Overloaded {
                 retry_after_seconds: *retry_after_seconds,
             },
-            Error::Unavailable(_) => Error::Unavailable(error_chain(&*shared).into()),
             Error::Internal(_) => Error::internal(error_chain(&*shared)),
         })
     }
@@ -110,7 +105,6 @@ impl From<StoreError> for Error {
             StoreError::NotFound => Error::NotFound,
             StoreError::Conflict(field) => Error::conflict("conflict", format!("{field} is already taken")),
             StoreError::Rejected(rejection) => rejection.into(),
-            err if err.is_unavailable() => Error::Unavailable(Box::new(err)),
             StoreError::Corrupt(_) | StoreError::Database(_) | StoreError::Migrate(_) => {
                 Error::Internal(Box::new(err))
             }

@@ -27,18 +27,6 @@ impl StoreError {
     pub fn refused(refusal: domain::Refusal) -> StoreError {
         StoreError::Rejected(domain::Rejection::Refused(refusal))
     }
-
-    /// The database could not be reached (no connection within the pool's
-    /// acquire timeout, a broken connection): nothing the request did, and
-    /// worth retrying shortly.
-    pub fn is_unavailable(&self) -> bool {
-        matches!(
-            self,
-            StoreError::Database(
-                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_)
-            )
-        )
-    }
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -69,14 +57,6 @@ fn conflicting_field(constraint: Option<&str>, message: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn an_unreachable_database_is_told_apart_from_a_fault() {
-        assert!(StoreError::from(sqlx::Error::PoolTimedOut).is_unavailable());
-        assert!(StoreError::from(sqlx::Error::Io(std::io::ErrorKind::ConnectionRefused.into())).is_unavailable());
-        assert!(!StoreError::from(sqlx::Error::Protocol("bad".into())).is_unavailable());
-        assert!(!StoreError::Corrupt("bad".into()).is_unavailable());
-    }
 
     #[test]
     fn names_fields_from_either_backend() {
