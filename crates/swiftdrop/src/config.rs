@@ -242,7 +242,12 @@ impl Config {
         if let Some(url) = &self.redis_url {
             check_service_url("REDIS_URL", url, &["redis", "rediss"])?;
         }
-        if self.redis_ca_file.is_some() && !self.redis_url.as_ref().is_some_and(|u| u.starts_with("rediss://")) {
+        if self.redis_ca_file.is_some()
+            && !self
+                .redis_url
+                .as_ref()
+                .is_some_and(|u| u.starts_with("rediss://"))
+        {
             bail!("SWIFTDROP_REDIS_CA_FILE is set, but REDIS_URL is not a rediss:// (TLS) URL");
         }
         self.trusted_proxy_ips()?;

@@ -70,9 +70,10 @@ pub async fn build_with(config: &Config, roles: Roles, clock: Clock) -> anyhow::
     let redis = match &config.redis_url {
         Some(url) => {
             let ca_pem = match &config.redis_ca_file {
-                Some(path) => Some(std::fs::read(path).with_context(|| {
-                    format!("cannot read SWIFTDROP_REDIS_CA_FILE {}", path.display())
-                })?),
+                Some(path) => Some(
+                    std::fs::read(path)
+                        .with_context(|| format!("cannot read SWIFTDROP_REDIS_CA_FILE {}", path.display()))?,
+                ),
                 None => None,
             };
             let options = RedisOptions {

@@ -199,7 +199,10 @@ impl ThrowawayPostgres {
     /// Stops the server at once, as a crash would.
     fn crash(&self) {
         let data = self.dir.path().join("data");
-        self.run("pg_ctl", &["-D", data.to_str().unwrap(), "-m", "immediate", "-w", "stop"]);
+        self.run(
+            "pg_ctl",
+            &["-D", data.to_str().unwrap(), "-m", "immediate", "-w", "stop"],
+        );
     }
 
     fn url(&self, query: &str) -> String {
@@ -309,7 +312,10 @@ impl Served {
             .args(["-TERM", &self.child.id().to_string()])
             .status();
         let stopped = exit_within(&mut self.child, 20);
-        assert!(stopped.is_some_and(|s| s.success()), "serve stops cleanly: {stopped:?}");
+        assert!(
+            stopped.is_some_and(|s| s.success()),
+            "serve stops cleanly: {stopped:?}"
+        );
     }
 }
 
@@ -405,12 +411,20 @@ async fn the_database_over_verified_tls_serves_and_a_wrong_ca_is_refused_at_star
         .await
         .expect("an answer during the outage");
     assert!(during.status().is_server_error(), "{}", during.status());
-    let ready = client.get(format!("http://{addr}/ready")).send().await.expect("ready");
+    let ready = client
+        .get(format!("http://{addr}/ready"))
+        .send()
+        .await
+        .expect("ready");
     assert_eq!(ready.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
     server.resume();
     let mut back = false;
     for _ in 0..100 {
-        let ready = client.get(format!("http://{addr}/ready")).send().await.expect("ready");
+        let ready = client
+            .get(format!("http://{addr}/ready"))
+            .send()
+            .await
+            .expect("ready");
         if ready.status() == reqwest::StatusCode::OK {
             back = true;
             break;
@@ -468,7 +482,14 @@ impl ThrowawayRedis {
             .expect("a free port on 127.0.0.44")
             .port();
         let child = Command::new("redis-server")
-            .args(["--port", "0", "--bind", REDIS_HOST, "--tls-port", &port.to_string()])
+            .args([
+                "--port",
+                "0",
+                "--bind",
+                REDIS_HOST,
+                "--tls-port",
+                &port.to_string(),
+            ])
             .arg("--tls-cert-file")
             .arg(path("server.crt"))
             .arg("--tls-key-file")
@@ -542,14 +563,22 @@ async fn redis_over_verified_tls_serves_the_gates_and_a_wrong_ca_leaves_them_in_
     // The right CA: the gates run on Redis, over TLS.
     let served = Served::start(with_ca(&ca), dir.path()).await;
     assert_eq!(served.ready["status"], "ok", "{}", served.ready);
-    assert_eq!(served.ready["checks"]["redis"]["status"], "ok", "{}", served.ready);
+    assert_eq!(
+        served.ready["checks"]["redis"]["status"], "ok",
+        "{}",
+        served.ready
+    );
     served.stop();
 
     // A wrong CA: Redis is treated as unreachable (the process serves,
     // degraded, with its gates in-process) and the log says why.
     let served = Served::start(with_ca(&wrong_ca), dir.path()).await;
     assert_eq!(served.ready["status"], "degraded", "{}", served.ready);
-    assert_eq!(served.ready["checks"]["redis"]["status"], "down", "{}", served.ready);
+    assert_eq!(
+        served.ready["checks"]["redis"]["status"], "down",
+        "{}",
+        served.ready
+    );
     let log = served.log_text();
     assert!(log.to_lowercase().contains("certificate"), "{log}");
     served.stop();

@@ -29,7 +29,11 @@ fn services() -> Option<Services> {
         var("SWIFTDROP_TEST_REDIS_URL"),
     );
     match (database, amqp, redis) {
-        (Some(database), Some(amqp), Some(redis)) => Some(Services { database, amqp, redis }),
+        (Some(database), Some(amqp), Some(redis)) => Some(Services {
+            database,
+            amqp,
+            redis,
+        }),
         (database, amqp, redis) => {
             let missing: Vec<&str> = [
                 (database.is_none(), "SWIFTDROP_TEST_DATABASE_URL (PostgreSQL)"),
@@ -101,7 +105,10 @@ impl Deployment {
         let mut env: BTreeMap<String, String> = [
             (
                 "DATABASE_URL",
-                format!("{}{separator}options=-c%20search_path%3D{schema}", services.database),
+                format!(
+                    "{}{separator}options=-c%20search_path%3D{schema}",
+                    services.database
+                ),
             ),
             ("REDIS_URL", services.redis.clone()),
             ("AMQP_URL", services.amqp.clone()),
@@ -160,7 +167,11 @@ impl Deployment {
             while !ready().await {
                 tries += 1;
                 if tries > 300 {
-                    panic!("{} is not ready after 30 s:\n{}", node.name, deployment.log_tail(&node.name));
+                    panic!(
+                        "{} is not ready after 30 s:\n{}",
+                        node.name,
+                        deployment.log_tail(&node.name)
+                    );
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -257,7 +268,15 @@ impl Deployment {
         expect(response, StatusCode::OK).await
     }
 
-    async fn post_json(&self, node: &Node, path: &str, token: Option<&str>, address: &str, body: Value, status: StatusCode) -> Value {
+    async fn post_json(
+        &self,
+        node: &Node,
+        path: &str,
+        token: Option<&str>,
+        address: &str,
+        body: Value,
+        status: StatusCode,
+    ) -> Value {
         let mut request = self
             .client
             .post(node.url(path))
@@ -359,7 +378,14 @@ impl Deployment {
             body["reservation_ttl_seconds"] = json!(hold);
         }
         let event = self
-            .post_json(api, "/api/v1/admin/events", Some(admin), address, body, StatusCode::CREATED)
+            .post_json(
+                api,
+                "/api/v1/admin/events",
+                Some(admin),
+                address,
+                body,
+                StatusCode::CREATED,
+            )
             .await;
         let id = event["id"].as_str().expect("event id").to_owned();
         let opened = self
@@ -401,7 +427,11 @@ impl Deployment {
             if let Some(status) = status
                 && status.code().is_some()
             {
-                assert!(status.success(), "{name} exited with {status}:\n{}", self.log_tail(&name));
+                assert!(
+                    status.success(),
+                    "{name} exited with {status}:\n{}",
+                    self.log_tail(&name)
+                );
             }
         }
     }

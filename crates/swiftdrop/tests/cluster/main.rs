@@ -116,7 +116,10 @@ async fn follow(url: String, event_id: String) -> (usize, bool, bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_drop_sold_through_two_apis_survives_a_killed_api_and_a_killed_worker() {
     let Some(deployment) = Deployment::start(&[
-        ("SWIFTDROP_PURCHASE_REQUESTS_PER_SECOND", PURCHASE_RATE.to_string()),
+        (
+            "SWIFTDROP_PURCHASE_REQUESTS_PER_SECOND",
+            PURCHASE_RATE.to_string(),
+        ),
         ("SWIFTDROP_PURCHASE_BURST", PURCHASE_BURST.to_string()),
     ])
     .await
@@ -146,7 +149,11 @@ async fn a_drop_sold_through_two_apis_survives_a_killed_api_and_a_killed_worker(
         .map(|i| {
             let deployment = &deployment;
             let api = apis[i % 2].clone();
-            async move { deployment.customer(&api, &format!("buyer{i}"), &Buyers::address(i)).await }
+            async move {
+                deployment
+                    .customer(&api, &format!("buyer{i}"), &Buyers::address(i))
+                    .await
+            }
         })
         .buffered(8)
         .collect()
@@ -179,12 +186,19 @@ async fn a_drop_sold_through_two_apis_survives_a_killed_api_and_a_killed_worker(
     });
     let raced = futures::future::join_all(races).await;
     let won = raced.iter().filter(|(s, _)| *s == StatusCode::CREATED).count();
-    assert_eq!(won as i64, PER_USER, "the per-user limit across processes: {raced:?}");
+    assert_eq!(
+        won as i64, PER_USER,
+        "the per-user limit across processes: {raced:?}"
+    );
     for (status, body) in raced {
         if status != StatusCode::CREATED {
             assert_eq!((status, code(&body)), (StatusCode::CONFLICT, "limit_reached"));
         }
-        answers.push(Answer { status, body, buyer: racer });
+        answers.push(Answer {
+            status,
+            body,
+            buyer: racer,
+        });
     }
 
     // 2. One client address firing at both apis gets the burst of the
@@ -229,12 +243,21 @@ async fn a_drop_sold_through_two_apis_survives_a_killed_api_and_a_killed_worker(
     let answered_after_kill = Arc::new(AtomicUsize::new(0));
     let requests = crowd.iter().enumerate().map(|(n, &buyer)| {
         let (deployment, buyers, apis, item) = (&deployment, &buyers, &apis, &item);
-        let (created, killed, answered_after_kill) = (created.clone(), killed.clone(), answered_after_kill.clone());
+        let (created, killed, answered_after_kill) =
+            (created.clone(), killed.clone(), answered_after_kill.clone());
         async move {
             tokio::time::sleep(Duration::from_millis(15 * n as u64)).await;
             let api = &apis[n % 2];
             let key = format!("crowd-{buyer}");
-            let result = purchase(deployment, api, &buyers.tokens[buyer], item, &Buyers::address(buyer), &key).await;
+            let result = purchase(
+                deployment,
+                api,
+                &buyers.tokens[buyer],
+                item,
+                &Buyers::address(buyer),
+                &key,
+            )
+            .await;
             if result.is_ok() && killed.load(Ordering::SeqCst) && api.name == "api-2" {
                 answered_after_kill.fetch_add(1, Ordering::SeqCst);
             }
@@ -268,9 +291,16 @@ async fn a_drop_sold_through_two_apis_survives_a_killed_api_and_a_killed_worker(
     // The buyers whose answer was lost retry on the survivor with the same
     // key: a reservation made before the kill comes back (200), never twice.
     for (buyer, key) in &lost {
-        let (status, body) = purchase(&deployment, &apis[1], &buyers.tokens[*buyer], &item, &Buyers::address(*buyer), key)
-            .await
-            .expect("api-2 answers");
+        let (status, body) = purchase(
+            &deployment,
+            &apis[1],
+            &buyers.tokens[*buyer],
+            &item,
+            &Buyers::address(*buyer),
+            key,
+        )
+        .await
+        .expect("api-2 answers");
         answers.push(Answer {
             status,
             body,
@@ -280,9 +310,16 @@ async fn a_drop_sold_through_two_apis_survives_a_killed_api_and_a_killed_worker(
     // Then everyone buys again on the survivor until the drop sells out.
     for &buyer in &crowd {
         let key = format!("again-{buyer}");
-        let (status, body) = purchase(&deployment, &apis[1], &buyers.tokens[buyer], &item, &Buyers::address(buyer), &key)
-            .await
-            .expect("api-2 answers");
+        let (status, body) = purchase(
+            &deployment,
+            &apis[1],
+            &buyers.tokens[buyer],
+            &item,
+            &Buyers::address(buyer),
+            &key,
+        )
+        .await
+        .expect("api-2 answers");
         answers.push(Answer { status, body, buyer });
     }
 
@@ -292,7 +329,10 @@ async fn a_drop_sold_through_two_apis_survives_a_killed_api_and_a_killed_worker(
         match (answer.status, code(&answer.body)) {
             (StatusCode::CREATED, _) => {
                 assert_eq!(answer.body["status"], "reserved");
-                assert!(orders.insert(answer.body["id"].as_str().unwrap().to_owned()), "one order answered twice as new");
+                assert!(
+                    orders.insert(answer.body["id"].as_str().unwrap().to_owned()),
+                    "one order answered twice as new"
+                );
             }
             (StatusCode::OK, _) => {} // a replayed key
             (StatusCode::CONFLICT, "sold_out" | "limit_reached") => {}
@@ -301,19 +341,38 @@ async fn a_drop_sold_through_two_apis_survives_a_killed_api_and_a_killed_worker(
         }
     }
     eprintln!("{} reservations answered 201", orders.len());
-    assert!(orders.len() as i64 <= STOCK, "{} reservations answered for a stock of {STOCK}", orders.len());
+    assert!(
+        orders.len() as i64 <= STOCK,
+        "{} reservations answered for a stock of {STOCK}",
+        orders.len()
+    );
     let ledger = deployment
-        .get_json(&apis[1], &format!("/api/v1/admin/events/{event_id}/stock"), &admin)
+        .get_json(
+            &apis[1],
+            &format!("/api/v1/admin/events/{event_id}/stock"),
+            &admin,
+        )
         .await;
     let line = &ledger[0];
     eprintln!("stock audit after the sale: {line}");
     assert_eq!(line["balanced"], true, "{line}");
-    assert_eq!(line["stock_remaining"], 0, "the crowd wanted more than the stock: {line}");
-    assert_eq!(line["reserved"].as_i64().unwrap() + line["confirmed"].as_i64().unwrap(), STOCK, "{line}");
+    assert_eq!(
+        line["stock_remaining"], 0,
+        "the crowd wanted more than the stock: {line}"
+    );
+    assert_eq!(
+        line["reserved"].as_i64().unwrap() + line["confirmed"].as_i64().unwrap(),
+        STOCK,
+        "{line}"
+    );
     for answer in answers.iter().filter(|a| a.status == StatusCode::CREATED) {
         let id = answer.body["id"].as_str().unwrap();
         let order = deployment
-            .get_json(&apis[1], &format!("/api/v1/orders/{id}"), &buyers.tokens[answer.buyer])
+            .get_json(
+                &apis[1],
+                &format!("/api/v1/orders/{id}"),
+                &buyers.tokens[answer.buyer],
+            )
             .await;
         assert_eq!(order["status"], "reserved", "{order}");
     }
@@ -321,7 +380,10 @@ async fn a_drop_sold_through_two_apis_survives_a_killed_api_and_a_killed_worker(
     // Every page, on either notifier, saw the stock move and the sell-out.
     for page in pages {
         let (stock_messages, zero, sold_out) = page.await.expect("page task");
-        assert!(stock_messages >= 1 && zero && sold_out, "a page saw {stock_messages} stock messages, zero {zero}, sold out {sold_out}");
+        assert!(
+            stock_messages >= 1 && zero && sold_out,
+            "a page saw {stock_messages} stock messages, zero {zero}, sold out {sold_out}"
+        );
     }
 
     // 4. The leading worker is killed (-9): the standby takes over, and a
@@ -333,30 +395,57 @@ async fn a_drop_sold_through_two_apis_survives_a_killed_api_and_a_killed_worker(
         }
     }
     let leader = leader.expect("a worker leads");
-    let standby = deployment.node(if leader == "worker-1" { "worker-2" } else { "worker-1" });
+    let standby = deployment.node(if leader == "worker-1" {
+        "worker-2"
+    } else {
+        "worker-1"
+    });
     let (short_event, short_item) = deployment
         .live_drop(&apis[1], &admin, "Short holds", 3, None, Some(2))
         .await;
     deployment.kill(leader);
     let killed_at = Instant::now();
-    let (status, order) = purchase(&deployment, &apis[1], &buyers.tokens[20], &short_item, &Buyers::address(20), "short")
-        .await
-        .expect("api-2 answers");
+    let (status, order) = purchase(
+        &deployment,
+        &apis[1],
+        &buyers.tokens[20],
+        &short_item,
+        &Buyers::address(20),
+        "short",
+    )
+    .await
+    .expect("api-2 answers");
     assert_eq!(status, StatusCode::CREATED, "{order}");
     let order_path = format!("/api/v1/orders/{}", order["id"].as_str().unwrap());
-    eventually("the standby leads", 30, async || deployment.ready(&standby).await["leader"] == true).await;
-    eprintln!("the standby leads {:.1} s after the leader was killed", killed_at.elapsed().as_secs_f64());
+    eventually("the standby leads", 30, async || {
+        deployment.ready(&standby).await["leader"] == true
+    })
+    .await;
+    eprintln!(
+        "the standby leads {:.1} s after the leader was killed",
+        killed_at.elapsed().as_secs_f64()
+    );
     eventually("the reservation expires under the standby", 30, async || {
-        deployment.get_json(&apis[1], &order_path, &buyers.tokens[20]).await["status"] == "expired"
+        deployment
+            .get_json(&apis[1], &order_path, &buyers.tokens[20])
+            .await["status"]
+            == "expired"
     })
     .await;
     eventually("its unit is back in stock", 30, async || {
         let ledger = deployment
-            .get_json(&apis[1], &format!("/api/v1/admin/events/{short_event}/stock"), &admin)
+            .get_json(
+                &apis[1],
+                &format!("/api/v1/admin/events/{short_event}/stock"),
+                &admin,
+            )
             .await;
         ledger[0]["stock_remaining"] == 3 && ledger[0]["balanced"] == true
     })
     .await;
-    eprintln!("expiry done by the standby {:.1} s after the leader was killed", killed_at.elapsed().as_secs_f64());
+    eprintln!(
+        "expiry done by the standby {:.1} s after the leader was killed",
+        killed_at.elapsed().as_secs_f64()
+    );
     deployment.stop().await;
 }
