@@ -116,6 +116,10 @@ impl ApiError {
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
+/// The wait suggested when the database cannot be reached: long enough for
+/// a restart or failover to finish, short enough to feel live.
+const DEPENDENCY_RETRY_SECONDS: u64 = 2;
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status, Json(self.problem())).into_response();
@@ -149,6 +153,17 @@ impl From<services::Error> for ApiError {
                     "the server is busy; retry shortly",
                 )
             },
+            unavailable @ E::Unavailable(_) => {
+                tracing::warn!(error = %services::error_chain(&unavailable), "dependency unavailable");
+                ApiError {
+                    retry_after: Some(DEPENDENCY_RETRY_SECONDS),
+                    ..ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "service_unavailable",
+                        "a service this request needs is unavailable; retry shortly",
+                    )
+                }
+            }
             internal @ E::Internal(_) => {
                 // The whole chain of causes goes to the log (with the
                 // request's span), never to the client.

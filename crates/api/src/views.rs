@@ -390,6 +390,9 @@ impl From<Notification> for NotificationView {
 
 #[derive(Serialize, ToSchema)]
 pub struct LedgerLineView {
+    /// The item (API.md's name for it).
+    pub item_id: Uuid,
+    /// The same id, under the name earlier releases used.
     pub event_item_id: Uuid,
     pub stock_total: i64,
     pub stock_remaining: i64,
@@ -405,6 +408,7 @@ impl From<LedgerLine> for LedgerLineView {
     fn from(line: LedgerLine) -> Self {
         LedgerLineView {
             balanced: line.is_balanced(),
+            item_id: line.event_item_id,
             event_item_id: line.event_item_id,
             stock_total: line.stock_total,
             stock_remaining: line.stock_remaining,

@@ -177,6 +177,7 @@ impl AmqpBus {
         });
         let sender = bus.local.clone();
         let exchange_name = exchange(prefix);
+        let sessions = Arc::new(std::sync::atomic::AtomicU64::new(0));
         tokio::spawn(supervise(
             url.to_owned(),
             prefix.to_owned(),
@@ -185,6 +186,7 @@ impl AmqpBus {
             move |connection, channel| {
                 let sender = sender.clone();
                 let exchange_name = exchange_name.clone();
+                let sessions = sessions.clone();
                 async move {
                     // An exclusive, server-named queue: this process's copy of every message.
                     let options = QueueDeclareOptions {
@@ -193,6 +195,11 @@ impl AmqpBus {
                         ..Default::default()
                     };
                     let mut consumer = consume_all(&channel, "", options, &exchange_name).await?;
+                    // The queue of an earlier session went with its
+                    // connection, and with it whatever was published since.
+                    if sessions.fetch_add(1, std::sync::atomic::Ordering::Relaxed) > 0 {
+                        let _ = sender.send(Message::resync());
+                    }
                     let mut seen = Seen::new();
                     while let Some(delivery) = consumer.next().await {
                         let delivery = delivery?;

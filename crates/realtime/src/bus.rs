@@ -20,7 +20,21 @@ impl Message {
             payload,
         }
     }
+
+    /// Said on this process's own feed (never published) when the feed
+    /// was broken and is whole again: what it carried meanwhile is gone,
+    /// so whoever shows live data must read it afresh.
+    pub fn resync() -> Self {
+        Message::new(RESYNC, serde_json::json!({"type": RESYNC}))
+    }
+
+    pub fn is_resync(&self) -> bool {
+        self.topic == RESYNC
+    }
 }
+
+/// The topic (and payload type) of [`Message::resync`].
+pub const RESYNC: &str = "resync";
 
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {

@@ -201,6 +201,11 @@ impl Hub {
         self.topics.get(&topic).is_some_and(|f| !f.is_empty())
     }
 
+    /// Every topic some socket of this process follows.
+    pub fn followed_topics(&self) -> Vec<Uuid> {
+        self.topics.iter().map(|entry| *entry.key()).collect()
+    }
+
     /// Pushes to every socket following `topic`.
     pub async fn send_topic(&self, topic: Uuid, message: &[u8]) {
         let Some(followers) = self.topics.get(&topic).map(|f| f.clone()) else {

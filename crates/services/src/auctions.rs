@@ -435,6 +435,13 @@ impl AuctionService {
                 }
             }
             let mut touched = HashSet::new();
+            if batch.iter().any(Message::is_resync) {
+                // Bids of other processes went by unseen: reload every
+                // board, and refresh every page that follows one.
+                self.boards.board_reset().await;
+                self.views.invalidate_all();
+                touched.extend(hub.followed_topics());
+            }
             for message in &batch {
                 if let Some(auction) = self.apply(message).await {
                     touched.insert(auction);

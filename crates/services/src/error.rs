@@ -23,6 +23,10 @@ pub enum Error {
     /// Too much work queued (e.g. password hashing): retry later.
     #[error("server busy")]
     Overloaded { retry_after_seconds: u64 },
+    /// A dependency (the database) cannot be reached: answered at once
+    /// rather than left hanging; retry shortly.
+    #[error("service unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// A fault of the server or its dependencies. The cause is kept as the
     /// error's source, for the log line of the 500; clients never see it.
     #[error("internal error")]
@@ -60,6 +64,7 @@ impl Error {
                 retry_after_seconds: *retry_after_seconds,
             },
             Error::Internal(_) => Error::internal(error_chain(&*shared)),
+            Error::Unavailable(_) => Error::Unavailable(error_chain(&*shared).into()),
         })
     }
 }
@@ -105,6 +110,7 @@ impl From<StoreError> for Error {
             StoreError::NotFound => Error::NotFound,
             StoreError::Conflict(field) => Error::conflict("conflict", format!("{field} is already taken")),
             StoreError::Rejected(rejection) => rejection.into(),
+            StoreError::Unavailable(_) => Error::Unavailable(Box::new(err)),
             StoreError::Corrupt(_) | StoreError::Database(_) | StoreError::Migrate(_) => {
                 Error::Internal(Box::new(err))
             }

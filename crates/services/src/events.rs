@@ -173,13 +173,60 @@ impl EventService {
     /// push already on its way cannot be taken for newer) and the event's
     /// `event.status`.
     pub async fn live_data(&self, id: Uuid) -> Result<Vec<serde_json::Value>> {
-        let (event, items) = tokio::try_join!(self.store.event(id), self.store.event_items(id))?;
-        let mut messages: Vec<serde_json::Value> = items
-            .iter()
-            .map(|i| domain::notify::stock_message(id, i.id, i.stock_remaining, i.stock_version))
-            .collect();
-        messages.push(domain::notify::status_message(id, event.status.as_str()));
-        Ok(messages)
+        live_data(self.store.as_ref(), id).await
+    }
+
+    /// Follows what every process writes, for as long as the bus runs, so
+    /// this process's event pages and admission gate are never more than a
+    /// message behind the database: a sale or a cancel on another api moves
+    /// the stock here too (an older version is ignored), a status change or
+    /// an edit drops the views of the event.
+    pub async fn follow(self: Arc<Self>, bus: Arc<dyn realtime::Bus>) {
+        use tokio::sync::broadcast::error::RecvError;
+        let mut messages = bus.subscribe();
+        loop {
+            let message = match messages.recv().await {
+                Ok(message) => message,
+                // Missed some: every view ages out within its TTL anyway.
+                Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => return,
+            };
+            if message.is_resync() {
+                // Changes went by unseen: nothing cached may be trusted.
+                self.views.pages.invalidate_all();
+                self.views.sale_items.invalidate_all();
+                continue;
+            }
+            let payload = &message.payload;
+            let uuid_at = |v: Option<&serde_json::Value>| {
+                v.and_then(|v| v.as_str()).and_then(|v| Uuid::parse_str(v).ok())
+            };
+            match payload.get("type").and_then(|t| t.as_str()) {
+                Some("stock") => {
+                    let item = uuid_at(payload.get("item_id"));
+                    let stock = payload.get("stock_remaining").and_then(|v| v.as_i64());
+                    let version = payload.get("version").and_then(|v| v.as_i64());
+                    if let (Some(item), Some(stock), Some(version)) = (item, stock, version) {
+                        self.gate.observe(item, Observed { stock, version }).await;
+                    }
+                    if let Some(event) = uuid_at(payload.get("event_id")) {
+                        self.stock_moved(event).await;
+                    }
+                }
+                Some("event.status") => {
+                    if let Some(event) = uuid_at(payload.get("event_id")) {
+                        self.changed(event).await;
+                    }
+                }
+                Some("notification") => {
+                    // event.created / updated / deleted: an edit.
+                    if let Some(event) = uuid_at(payload.get("event").and_then(|e| e.get("id"))) {
+                        self.changed(event).await;
+                    }
+                }
+                _ => {}
+            }
+        }
     }
 
     /// What the purchase path needs to know about an item, cached briefly.
@@ -503,4 +550,17 @@ fn nest(comment: Comment, children: &mut HashMap<Uuid, Vec<Comment>>) -> Thread 
         .map(|reply| nest(reply, children))
         .collect();
     Thread { comment, replies }
+}
+
+/// The live data of an event as the database holds it now: each item's
+/// `stock` (with its version, so a push already on its way cannot be taken
+/// for newer) and the event's `event.status`.
+pub(crate) async fn live_data(store: &dyn Store, id: Uuid) -> Result<Vec<serde_json::Value>> {
+    let (event, items) = tokio::try_join!(store.event(id), store.event_items(id))?;
+    let mut messages: Vec<serde_json::Value> = items
+        .iter()
+        .map(|i| domain::notify::stock_message(id, i.id, i.stock_remaining, i.stock_version))
+        .collect();
+    messages.push(domain::notify::status_message(id, event.status.as_str()));
+    Ok(messages)
 }

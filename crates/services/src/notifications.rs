@@ -40,6 +40,10 @@ pub struct NotificationService {
     hub: Arc<Hub>,
     cursors: CursorCodec,
     clock: Clock,
+    /// The last stock version pushed per item: an older one arriving late
+    /// (another transaction's message overtaken on the way) is not pushed,
+    /// so stock shown never goes back.
+    pushed_stock: moka::sync::Cache<Uuid, i64>,
     /// Poked after a write that put a message in the outbox.
     outbox_written: Arc<Notify>,
     /// With the in-process bus the relay stores history itself; with a
@@ -82,15 +86,34 @@ fn latest_live_data(batch: Vec<Message>) -> Vec<Message> {
             _ => None,
         }
     };
-    let mut seen = std::collections::HashSet::new();
-    let mut kept: Vec<Message> = batch
+    // Per key, the message to keep: the highest stock version (messages
+    // of different transactions may arrive out of order), else the last.
+    let mut chosen: std::collections::HashMap<(String, String, String), (usize, i64)> =
+        std::collections::HashMap::new();
+    for (index, message) in batch.iter().enumerate() {
+        if let Some(k) = key(message) {
+            let version = stock_version(message).unwrap_or(i64::MIN);
+            let entry = chosen.entry(k).or_insert((index, version));
+            if version >= entry.1 {
+                *entry = (index, version);
+            }
+        }
+    }
+    batch
         .into_iter()
-        .rev()
-        .filter(|message| key(message).is_none_or(|k| seen.insert(k)))
-        .collect();
-    kept.reverse();
-    kept
+        .enumerate()
+        .filter(|(index, message)| key(message).is_none_or(|k| chosen.get(&k).is_some_and(|c| c.0 == *index)))
+        .map(|(_, message)| message)
+        .collect()
 }
+
+/// The stock version a `stock` message carries.
+fn stock_version(message: &Message) -> Option<i64> {
+    message.payload.get("version").and_then(Value::as_i64)
+}
+
+/// Items whose last pushed stock version this process remembers.
+const PUSHED_STOCK_CAPACITY: u64 = 100_000;
 
 /// The payload one recipient is pushed and stores: the message with its
 /// own notification id, without the recipient list.
@@ -122,6 +145,10 @@ impl NotificationService {
             hub,
             cursors,
             clock,
+            pushed_stock: moka::sync::Cache::builder()
+                .max_capacity(PUSHED_STOCK_CAPACITY)
+                .time_to_idle(Duration::from_secs(3600))
+                .build(),
             outbox_written,
             inline_history,
         }
@@ -239,8 +266,25 @@ impl NotificationService {
                     Err(TryRecvError::Empty | TryRecvError::Closed) => break,
                 }
             }
+            if batch.iter().any(Message::is_resync) {
+                self.resync().await;
+            }
             for message in latest_live_data(batch) {
                 self.push(&message).await;
+            }
+        }
+    }
+
+    /// After a break in this process's feed: every event page it serves
+    /// gets the database's stock and status (what it missed is gone).
+    /// Auction pages are refreshed by the auction follower.
+    async fn resync(&self) {
+        for topic in self.hub.followed_topics() {
+            let Ok(messages) = crate::events::live_data(self.store.as_ref(), topic).await else {
+                continue; // an auction, or gone
+            };
+            for payload in messages {
+                self.push(&Message::new("resync", payload)).await;
             }
         }
     }
@@ -256,12 +300,36 @@ impl NotificationService {
             Some("event.status") => "event.status",
             _ => return,
         };
+        if kind == "stock" && !self.newer_stock(message) {
+            return;
+        }
         self.route(message).await;
         // From the outbox write to the last of this process's sockets.
         if let Some(written) = written_at(message.id) {
             let age = (self.clock.now() - written).num_microseconds().unwrap_or(0);
             metrics::histogram!("swiftdrop_push_seconds", "type" => kind).record(age.max(0) as f64 / 1e6);
         }
+    }
+
+    /// Whether a stock message is newer than the last one pushed for its
+    /// item (and remembers it if so).
+    fn newer_stock(&self, message: &Message) -> bool {
+        let item = message
+            .payload
+            .get("item_id")
+            .and_then(Value::as_str)
+            .and_then(|v| Uuid::parse_str(v).ok());
+        let (Some(item), Some(version)) = (item, stock_version(message)) else {
+            return true;
+        };
+        let entry =
+            self.pushed_stock
+                .entry(item)
+                .and_compute_with(|held| match held.map(|e| e.into_value()) {
+                    Some(last) if last >= version => moka::ops::compute::Op::Nop,
+                    _ => moka::ops::compute::Op::Put(version),
+                });
+        !matches!(entry, moka::ops::compute::CompResult::Unchanged(_))
     }
 
     async fn route(&self, message: &Message) {
@@ -365,6 +433,22 @@ mod tests {
             topic: "t".into(),
             payload,
         }
+    }
+
+    #[test]
+    fn of_stock_overtaken_on_the_way_the_newest_version_is_kept() {
+        let (event, item) = (Uuid::now_v7(), Uuid::now_v7());
+        let stock = |left: i64, version: i64| {
+            message(
+                json!({"type": "stock", "event_id": event, "item_id": item, "stock_remaining": left,
+                           "version": version}),
+            )
+        };
+        // Version 6 (3 left) was written after version 5 (4 left) but
+        // arrived first: the page must end at 3.
+        let kept = latest_live_data(vec![stock(3, 6), stock(4, 5)]);
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].payload["stock_remaining"], 3);
     }
 
     #[test]

@@ -378,12 +378,12 @@ impl Reserve {
             }
             Err(err) => {
                 // Each caller releases its own admitted units on an error.
-                let cause = crate::error::error_chain(&err);
-                tracing::error!(item = %item_id, error = %cause, "reservation batch failed");
+                // (an unreachable database stays a 503 for every one).
+                let shared = std::sync::Arc::new(Error::from(err));
+                let cause = crate::error::error_chain(shared.as_ref());
+                tracing::warn!(item = %item_id, error = %cause, "reservation batch failed");
                 for job in jobs {
-                    let _ = job
-                        .reply
-                        .send(Err(Error::internal(format!("reservation failed: {cause}"))));
+                    let _ = job.reply.send(Err(Error::shared(shared.clone())));
                 }
             }
         }

@@ -12,6 +12,10 @@ pub enum StoreError {
     Rejected(#[from] domain::Rejection),
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
+    /// The database cannot be reached now (connection refused or lost, no
+    /// connection free in time): worth retrying shortly.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
     #[error("database error: {0}")]
     Database(#[source] sqlx::Error),
     #[error("migration failed: {0}")]
@@ -37,6 +41,11 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::Database(ref db) if db.is_unique_violation() => {
                 StoreError::Conflict(conflicting_field(db.constraint(), db.message()))
             }
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(err),
             other => StoreError::Database(other),
         }
     }

@@ -67,6 +67,9 @@ pub struct Config {
     pub api_requests_per_second: u32,
     pub api_burst: u32,
     pub db_max_connections: u32,
+    /// How long a request waits for a database connection before it is
+    /// answered 503 (the database is down or saturated): fail fast.
+    pub db_acquire_timeout_seconds: u64,
     /// Purchase attempts per second per address, and their burst.
     pub purchase_requests_per_second: u32,
     pub purchase_burst: u32,
@@ -124,6 +127,7 @@ impl Default for Config {
             api_requests_per_second: 100,
             api_burst: 200,
             db_max_connections: 16,
+            db_acquire_timeout_seconds: 5,
             purchase_requests_per_second: 5,
             purchase_burst: 10,
             bid_requests_per_second: 5,
@@ -216,6 +220,9 @@ impl Config {
         }
         if self.db_max_connections == 0 {
             bail!("SWIFTDROP_DB_MAX_CONNECTIONS must be more than 0");
+        }
+        if self.db_acquire_timeout_seconds == 0 {
+            bail!("SWIFTDROP_DB_ACQUIRE_TIMEOUT_SECONDS must be more than 0");
         }
         if self.reserve_batch_max == 0 {
             bail!("SWIFTDROP_RESERVE_BATCH_MAX must be more than 0");

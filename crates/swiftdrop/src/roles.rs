@@ -77,7 +77,8 @@ pub(crate) fn spawn_background(app: &App, stop: &CancellationToken) -> (Tasks, T
             .clone()
             .follow(app.bus.clone(), app.state.notifications.hub().clone()),
     );
-    let mut tasks = vec![follow, sweep, auctions];
+    let events = tokio::spawn(app.state.events.clone().follow(app.bus.clone()));
+    let mut tasks = vec![follow, sweep, auctions, events];
     let mut stoppable = Vec::new();
     if app.roles.worker {
         // Writes of other processes (api) wake this process's relay at once.

@@ -237,7 +237,7 @@ pub async fn open_store(config: &Config, clock: Clock) -> anyhow::Result<SqlStor
     let options = ConnectOptions {
         url: config.database_url(),
         max_connections: config.db_max_connections,
-        acquire_timeout: Duration::from_secs(10),
+        acquire_timeout: Duration::from_secs(config.db_acquire_timeout_seconds),
     };
     SqlStore::connect(&options, clock)
         .await

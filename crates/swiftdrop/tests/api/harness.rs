@@ -24,7 +24,8 @@ pub struct TestApp {
     pub clock: Clock,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
-    pg_schema: Option<(String, String)>,
+    /// Held for its drop: the schema goes with the app.
+    _pg_schema: Option<PgSchema>,
     /// The original owns the database, data folder and broker objects; a
     /// sibling (another process of the same deployment) only borrows them.
     owner: bool,
@@ -92,11 +93,9 @@ impl TestApp {
         };
         let mut pg_schema = None;
         if let Some(url) = postgres_url() {
-            let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
-            create_schema(&url, &schema).await;
-            let separator = if url.contains('?') { '&' } else { '?' };
-            config.database_url = Some(format!("{url}{separator}options=-c%20search_path%3D{schema}"));
-            pg_schema = Some((url, schema));
+            let schema = PgSchema::create(&url).await;
+            config.database_url = Some(schema.url.clone());
+            pg_schema = Some(schema);
         }
         if let Some(url) = amqp_url() {
             // Each test gets its own exchange and queues on the shared broker.
@@ -112,7 +111,7 @@ impl TestApp {
         Self::launch(config, data, pg_schema).await
     }
 
-    async fn launch(config: Config, data: TempDir, pg_schema: Option<(String, String)>) -> TestApp {
+    async fn launch(config: Config, data: TempDir, pg_schema: Option<PgSchema>) -> TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let clock = Clock::movable();
@@ -128,7 +127,7 @@ impl TestApp {
             clock,
             shutdown: Some(shutdown),
             server: Some(server),
-            pg_schema,
+            _pg_schema: pg_schema,
             owner: true,
             _data: Some(data),
         }
@@ -148,7 +147,7 @@ impl TestApp {
             clock: self.clock.clone(),
             shutdown: Some(shutdown),
             server: Some(server),
-            pg_schema: None,
+            _pg_schema: None,
             owner: false,
             _data: None,
         }
@@ -306,16 +305,41 @@ impl Drop for TestApp {
             })
             .join();
         }
-        if let Some((url, schema)) = self.pg_schema.take() {
-            // Drop runs inside the test's runtime; clean up on a thread of our own.
-            let _ = std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
-                if let Ok(runtime) = runtime {
-                    runtime.block_on(drop_schema(&url, &schema));
-                }
-            })
-            .join();
+    }
+}
+
+/// A fresh PostgreSQL schema for one test, dropped with it.
+pub struct PgSchema {
+    /// The database URL with the schema as its search path.
+    pub url: String,
+    base: String,
+    name: String,
+}
+
+impl PgSchema {
+    pub async fn create(base: &str) -> PgSchema {
+        let name = format!("t_{}", uuid::Uuid::now_v7().simple());
+        create_schema(base, &name).await;
+        let separator = if base.contains('?') { '&' } else { '?' };
+        PgSchema {
+            url: format!("{base}{separator}options=-c%20search_path%3D{name}"),
+            base: base.to_owned(),
+            name,
         }
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let (url, schema) = (self.base.clone(), self.name.clone());
+        // Drop runs inside the test's runtime; clean up on a thread of our own.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            if let Ok(runtime) = runtime {
+                runtime.block_on(drop_schema(&url, &schema));
+            }
+        })
+        .join();
     }
 }
 

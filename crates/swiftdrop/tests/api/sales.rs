@@ -26,7 +26,12 @@ async fn product(app: &TestApp, admin: &str, name: &str) -> String {
 }
 
 /// Creates a drop with one item per `(stock, per_user_limit)`, live now.
-async fn live_drop(app: &TestApp, admin: &str, items: &[(i64, Option<i64>)], ttl: Option<i64>) -> Value {
+pub(crate) async fn live_drop(
+    app: &TestApp,
+    admin: &str,
+    items: &[(i64, Option<i64>)],
+    ttl: Option<i64>,
+) -> Value {
     let mut body = event_body("Sneaker drop", Duration::hours(1), Duration::hours(2));
     let mut list = Vec::new();
     for (i, (stock, limit)) in items.iter().enumerate() {
@@ -51,7 +56,7 @@ async fn live_drop(app: &TestApp, admin: &str, items: &[(i64, Option<i64>)], ttl
     .await
 }
 
-async fn buy(
+pub(crate) async fn buy(
     app: &TestApp,
     token: &str,
     item: &str,

@@ -2,8 +2,6 @@
 //! binary at `RUST_LOG=trace`, every way a token travels, then a search of
 //! everything it printed.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
@@ -11,73 +9,9 @@ use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::process::{Process, free_port};
+
 const PASSWORD: &str = "Hidden#Pass4321";
-
-struct Server {
-    child: Child,
-    base: String,
-    _data: tempfile::TempDir,
-    log: std::path::PathBuf,
-}
-
-impl Server {
-    fn start() -> Server {
-        let data = tempfile::tempdir().unwrap();
-        // A free port: the kernel picks one, the server binds it right after.
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let log = data.path().join("server.log");
-        let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_swiftdrop"))
-            .env_clear()
-            .env("SWIFTDROP_DATA_DIR", data.path().join("data"))
-            .env("SWIFTDROP_ADDR", format!("127.0.0.1:{port}"))
-            .env("SWIFTDROP_BCRYPT_COST", "4")
-            .env("RUST_LOG", "trace")
-            .arg("serve")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap();
-        Server {
-            child,
-            base: format!("127.0.0.1:{port}"),
-            _data: data,
-            log,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.base)
-    }
-
-    /// SIGTERM, then everything it wrote.
-    fn stop(mut self) -> String {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        for _ in 0..300 {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        std::fs::read_to_string(&self.log).unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 async fn json_of(response: reqwest::Response, status: StatusCode) -> Value {
     assert_eq!(response.status(), status);
@@ -86,18 +20,21 @@ async fn json_of(response: reqwest::Response, status: StatusCode) -> Value {
 
 #[tokio::test]
 async fn no_token_or_password_reaches_the_log_at_trace() {
-    let server = Server::start();
+    let data = tempfile::tempdir().unwrap();
+    let env = [
+        (
+            "SWIFTDROP_DATA_DIR",
+            data.path().join("data").display().to_string(),
+        ),
+        ("SWIFTDROP_BCRYPT_COST", "4".to_owned()),
+        ("RUST_LOG", "trace".to_owned()),
+    ];
+    let mut server = Process::start(&["serve"], &env, free_port(), &data.path().join("server.log"));
+    server.wait_healthy().await;
     let client = Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap();
-    let up = tokio::time::timeout(Duration::from_secs(60), async {
-        while client.get(server.url("/health")).send().await.is_err() {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await;
-    assert!(up.is_ok(), "the server did not start within 60 s");
 
     let register = json!({"email": "quiet@example.com", "username": "quiet", "password": PASSWORD});
     let response = client
@@ -131,13 +68,17 @@ async fn no_token_or_password_reaches_the_log_at_trace() {
         .await
         .unwrap();
     // `?token=` on /ws.
-    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws?token={access}", server.base))
-        .await
-        .unwrap();
+    let (mut socket, _) = tokio_tungstenite::connect_async(
+        server
+            .url(&format!("/ws?token={access}"))
+            .replacen("http", "ws", 1),
+    )
+    .await
+    .unwrap();
     assert!(matches!(socket.next().await, Some(Ok(Message::Text(_)))));
     socket.close(None).await.unwrap();
     // The first message `{"type":"auth"}`.
-    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", server.base))
+    let (mut socket, _) = tokio_tungstenite::connect_async(server.url("/ws").replacen("http", "ws", 1))
         .await
         .unwrap();
     socket
@@ -166,7 +107,8 @@ async fn no_token_or_password_reaches_the_log_at_trace() {
     let renewed_access = renewed["access_token"].as_str().unwrap().to_owned();
     let renewed_refresh = renewed["refresh_token"].as_str().unwrap().to_owned();
 
-    let log = server.stop();
+    server.terminate();
+    let log = server.output();
     // Our own crates log little below info; the request spans show that
     // `RUST_LOG` opened the levels up (the capped libraries stay at info).
     assert!(log.contains("DEBUG"), "the server did not log below info:\n{log}");
