@@ -399,9 +399,10 @@ async fn the_database_over_verified_tls_serves_and_a_wrong_ca_is_refused_at_star
         assert_eq!(connections, encrypted);
     }
 
-    // The database goes away: a request that needs it fails with a server
-    // error once no connection comes within the pool's wait (no hang),
-    // /ready says the database is down, and all is well once it is back.
+    // The database goes away: a request that needs it is told to come
+    // back (503 with Retry-After) once no connection comes within the
+    // pool's wait, /ready says the database is down, and all is well once
+    // it is back.
     server.crash();
     let during = client
         .post(format!("http://{addr}/api/v1/auth/register"))
@@ -410,7 +411,8 @@ async fn the_database_over_verified_tls_serves_and_a_wrong_ca_is_refused_at_star
         .send()
         .await
         .expect("an answer during the outage");
-    assert!(during.status().is_server_error(), "{}", during.status());
+    assert_eq!(during.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    assert!(during.headers().contains_key("retry-after"));
     let ready = client
         .get(format!("http://{addr}/ready"))
         .send()
