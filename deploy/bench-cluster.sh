@@ -101,5 +101,47 @@ else
   echo "deployment: nginx on 127.0.0.1:$PORT -> $APIS api, $NOTIFIERS notifier, 1 worker (PostgreSQL, Redis, RabbitMQ)"
 fi
 
+# Where the CPU goes during the sale: each group's CPU time (utime + stime
+# from /proc) between the load generator's "setup:" line (the sale starts)
+# and its "attempts" line (the sale is over). PostgreSQL, Redis and RabbitMQ
+# are the machine's shared servers: anything else using them shows too.
+ticks() {
+  local sum=0 pid
+  for pid in "$@"; do
+    [ -r "/proc/$pid/stat" ] && sum=$((sum + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+  done
+  echo "$sum"
+}
+snapshot() {
+  echo "swiftdrop-serve-or-api $(ticks $(pgrep -f "^$BIN (serve|api)$"))"
+  echo "swiftdrop-notifier $(ticks $(pgrep -f "^$BIN notifier$"))"
+  echo "swiftdrop-worker $(ticks $(pgrep -f "^$BIN worker$"))"
+  echo "load-generator $(ticks $(pgrep -f "^$BIN loadtest"))"
+  echo "nginx $(ticks $(pgrep -x nginx))"
+  echo "postgresql $(ticks $(pgrep -x postgres))"
+  echo "redis $(ticks $(pgrep -x redis-server))"
+  echo "rabbitmq $(ticks $(pgrep -x beam.smp))"
+  echo "machine-busy $(awk '/^cpu /{print $2 + $3 + $4 + $7 + $8}' /proc/stat)"
+  echo "wall $(date +%s%N | cut -c1-12)"
+}
 "$BIN" loadtest flash-sale --base-url "http://127.0.0.1:$PORT" \
-  --admin bench@bench.test --admin-password "$password" "$@"
+  --admin bench@bench.test --admin-password "$password" "$@" |
+  while IFS= read -r line; do
+    case "$line" in
+      setup:*) snapshot >"$work/cpu-before" ;;
+      attempts*) snapshot >"$work/cpu-after" ;;
+    esac
+    echo "$line"
+  done
+if [ -s "$work/cpu-before" ] && [ -s "$work/cpu-after" ]; then
+  echo "CPU during the sale (seconds of CPU, share of all busy CPU on the machine):"
+  join <(sort "$work/cpu-before") <(sort "$work/cpu-after") | awk '
+    $1 == "wall" { wall = ($3 - $2) / 100; next }
+    $1 == "machine-busy" { busy = $3 - $2; next }
+    { name[NR] = $1; used[NR] = $3 - $2 }
+    END {
+      for (i in name) if (used[i] > 0)
+        printf "  %-24s %6.2f s  %5.1f %%\n", name[i], used[i] / 100, 100 * used[i] / busy
+      printf "  %-24s %6.2f s  of %.2f s wall on %d cores\n", "all busy", busy / 100, wall, cores
+    }' cores="$(nproc)"
+fi
