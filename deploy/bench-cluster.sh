@@ -16,7 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-BIN="${SWIFTDROP_BIN:-${CARGO_TARGET_DIR:-target}/release/swiftdrop}"
+BIN="${BENCH_BIN:-${CARGO_TARGET_DIR:-target}/release/swiftdrop}"
 DATABASE="${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
 REDIS="${BENCH_REDIS_URL:-redis://127.0.0.1:6379}"
 AMQP="${BENCH_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
@@ -25,7 +25,7 @@ NOTIFIERS="${BENCH_NOTIFIERS:-2}"
 MODE="${BENCH_MODE:-cluster}"
 PORT="${BENCH_PORT:-18080}"
 
-[ -x "$BIN" ] || { echo "no release binary at $BIN: run cargo build --release (or set SWIFTDROP_BIN)" >&2; exit 1; }
+[ -x "$BIN" ] || { echo "no release binary at $BIN: run cargo build --release (or set BENCH_BIN)" >&2; exit 1; }
 for tool in psql curl; do
   command -v "$tool" >/dev/null || { echo "$tool is needed" >&2; exit 1; }
 done
