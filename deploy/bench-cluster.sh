@@ -122,6 +122,8 @@ snapshot() {
   echo "redis $(ticks $(pgrep -x redis-server))"
   echo "rabbitmq $(ticks $(pgrep -x beam.smp))"
   echo "machine-busy $(awk '/^cpu /{print $2 + $3 + $4 + $7 + $8}' /proc/stat)"
+  echo "count-redis-commands $(redis-cli -u "$REDIS" info stats 2>/dev/null | tr -d '\r' | awk -F: '/^total_commands_processed/{print $2}')"
+  echo "count-postgresql-commits $(psql "$DATABASE" -Atc 'SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()' 2>/dev/null)"
   echo "wall $(date +%s%N | cut -c1-12)"
 }
 "$BIN" loadtest flash-sale --base-url "http://127.0.0.1:$PORT" \
@@ -138,10 +140,13 @@ if [ -s "$work/cpu-before" ] && [ -s "$work/cpu-after" ]; then
   join <(sort "$work/cpu-before") <(sort "$work/cpu-after") | awk '
     $1 == "wall" { wall = ($3 - $2) / 100; next }
     $1 == "machine-busy" { busy = $3 - $2; next }
+    $1 ~ /^count-/ { counts[$1] = $3 - $2; next }
     { name[NR] = $1; used[NR] = $3 - $2 }
     END {
       for (i in name) if (used[i] > 0)
         printf "  %-24s %6.2f s  %5.1f %%\n", name[i], used[i] / 100, 100 * used[i] / busy
       printf "  %-24s %6.2f s  of %.2f s wall on %d cores\n", "all busy", busy / 100, wall, cores
+      for (c in counts)
+        printf "  %-24s %8d  (%.0f/s)\n", substr(c, 7), counts[c], counts[c] / wall
     }' cores="$(nproc)"
 fi
