@@ -9,6 +9,7 @@
 #   deploy/bench-cluster.sh --stock 50000 --seconds 10
 #   BENCH_APIS=1 deploy/bench-cluster.sh ...       # one api behind nginx
 #   BENCH_MODE=single deploy/bench-cluster.sh ...  # one `serve`, no nginx, same services
+#   BENCH_MODE=single BENCH_REDIS=off ...          # ... with its gates in-process
 #
 # Needs nginx (`apt-get install nginx`), psql, curl, and the three services
 # (defaults: the local ones CI uses). Everything it starts is stopped on
@@ -50,6 +51,8 @@ separator='?'
 case "$DATABASE" in *\?*) separator='&' ;; esac
 export DATABASE_URL="${DATABASE}${separator}options=-c%20search_path%3D${schema}"
 export REDIS_URL="$REDIS" AMQP_URL="$AMQP"
+# BENCH_REDIS=off: the gates in-process (only meaningful with one process).
+[ "${BENCH_REDIS:-on}" = off ] && unset REDIS_URL
 # A fixed prefix: reruns reuse the same exchange and history queue.
 export SWIFTDROP_REDIS_PREFIX="swiftdrop_bench:" SWIFTDROP_AMQP_PREFIX="swiftdrop_bench"
 export SWIFTDROP_SECRET="bench-secret-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
@@ -76,7 +79,7 @@ start() { # name role port
 
 if [ "$MODE" = single ]; then
   start serve serve "$PORT"
-  echo "deployment: one serve on 127.0.0.1:$PORT (PostgreSQL, Redis, RabbitMQ)"
+  echo "deployment: one serve on 127.0.0.1:$PORT (PostgreSQL, ${REDIS_URL:+Redis, }RabbitMQ)"
 else
   api_servers="" notifier_servers=""
   for i in $(seq 1 "$APIS"); do
