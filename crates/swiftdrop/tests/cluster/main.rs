@@ -283,10 +283,13 @@ async fn a_drop_sold_through_two_apis_survives_a_killed_api_and_a_killed_worker(
             Err(_) => lost.push((buyer, key)),
         }
     }
-    eprintln!("{} requests went unanswered when api-1 was killed", lost.len());
-    assert!(
-        answered_after_kill.load(Ordering::SeqCst) > 0,
-        "api-2 went on answering after api-1 was killed"
+    // How many of the crowd's requests api-2 answered after the kill
+    // depends on timing, so it is only reported; that api-2 goes on is
+    // asserted below, where every later request goes to it.
+    eprintln!(
+        "{} requests went unanswered when api-1 was killed; api-2 answered {} of the crowd's after it",
+        lost.len(),
+        answered_after_kill.load(Ordering::SeqCst)
     );
     // The buyers whose answer was lost retry on the survivor with the same
     // key: a reservation made before the kill comes back (200), never twice.
