@@ -59,6 +59,18 @@ async fn malformed_json_is_400_and_wrong_types_422() {
         "validation_failed",
     )
     .await;
+    // A struct of optional fields is never read from an array.
+    let (_, token, _) = app.customer("shape_user").await;
+    let array = app
+        .client
+        .put(app.url("/api/v1/profile"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body("[null, null]")
+        .send()
+        .await
+        .unwrap();
+    expect_problem(array, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
     expect_problem(
         send("{\"email\":\"a@b.co\"}", "text/plain").await.unwrap(),
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
