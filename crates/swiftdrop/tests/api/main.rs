@@ -19,5 +19,4 @@ mod sales;
 mod secrets_in_logs;
 mod security;
 mod security_headers;
-mod signup_rush;
 mod slow_clients;
