@@ -76,7 +76,7 @@ pub async fn run(options: SoakOptions) -> anyhow::Result<()> {
     let prefix = format!("sk{}_", &uuid::Uuid::now_v7().simple().to_string()[24..]);
     let tokens = Arc::new(setup::users(&crowd, &base, options.users, &prefix).await?);
     // Stock enough to last: the soak is about time, not selling out.
-    let (event_id, item_id) = setup::live_drop(&crowd, &base, &admin, 100_000_000).await?;
+    let (event_id, item_id) = setup::live_drop(&crowd, &base, &admin, 10_000_000).await?;
     let auction = setup::live_auction(&crowd, &base, &admin, 10, options.seconds).await?;
     let targets = Arc::new(Targets {
         event_path: format!("/api/v1/events/{event_id}"),

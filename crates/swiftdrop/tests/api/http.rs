@@ -300,3 +300,25 @@ async fn graceful_shutdown_stops_cleanly() {
         "still accepting after shutdown"
     );
 }
+
+#[tokio::test]
+async fn a_short_soak_runs_without_a_server_error() {
+    // CI's short version of the hour-long soak: the same mixed crowd for a
+    // few seconds, which must see no 5xx (its memory report is read by eye).
+    let app = TestApp::start().await;
+    app.admin("soak_admin").await;
+    let options = loadtest::soak::SoakOptions {
+        base_url: format!("http://{}", app.addr),
+        users: 20,
+        connections: 8,
+        seconds: 6,
+        report_every: 2,
+        addresses: 2_000,
+        requests_per_address: 4,
+        admin: "soak_admin".into(),
+        admin_password: Some(crate::harness::PASSWORD.into()),
+    };
+    loadtest::soak::run(options)
+        .await
+        .expect("the soak runs without a 5xx");
+}
