@@ -58,8 +58,14 @@ fn has_content_type(req: &Request, expected: &str) -> bool {
         })
 }
 
-/// Parses JSON, telling a syntax error (400) from a wrong value (422).
+/// Parses a JSON object, telling a syntax error (400) from a wrong value
+/// (422). Every request body is an object: serde would also read a struct
+/// from an array of its fields, which no client means to send.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let opens_an_object = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    if !opens_an_object && serde_json::from_slice::<IgnoredAny>(bytes).is_ok() {
+        return Err(ApiError::invalid("body", "must be a JSON object"));
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
         let path = err.path().to_string();

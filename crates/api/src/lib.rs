@@ -1,6 +1,7 @@
 //! The HTTP API of SwiftDrop: routers per domain, extractors, problem
 //! documents, cross-cutting layers and the OpenAPI document.
 
+pub mod doc;
 pub mod error;
 pub mod extract;
 pub mod middleware;
@@ -79,6 +80,7 @@ fn api_routes(body_limit: usize) -> (Router<AppState>, utoipa::openapi::OpenApi)
         .split_for_parts();
     let (uploads, uploads_doc) = routes::uploads::routes().split_for_parts();
     openapi.merge(uploads_doc);
+    doc::document_problems(&mut openapi);
     let upload_limit = services::uploads::MAX_UPLOAD_BYTES + 64 * 1024;
     let router = json
         .layer(DefaultBodyLimit::max(body_limit))

@@ -5,11 +5,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use bytes::Bytes;
 use clap::Args;
-use reqwest::StatusCode;
-use serde_json::{Value, json};
+
+use serde_json::Value;
 use tokio::sync::Mutex;
 
 use crate::crowd::Crowd;
@@ -94,45 +93,6 @@ fn keep_latest(last: &mut HashMap<String, Accepted>, user: String, bid: Accepted
     }
 }
 
-/// Creates a product and an auction that is live a moment later.
-async fn live_auction(
-    crowd: &Crowd,
-    base: &str,
-    admin: &str,
-    options: &AuctionOptions,
-) -> anyhow::Result<String> {
-    let client = crowd.client(0);
-    let product: Value = client
-        .post(format!("{base}/api/v1/admin/products"))
-        .bearer_auth(admin)
-        .json(&json!({"name": "Load test guitar", "category": "loadtest", "price_cents": 90000, "currency": "EUR"}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let start = chrono::Utc::now() + chrono::Duration::seconds(1);
-    let end = start + chrono::Duration::seconds(options.seconds as i64 + 120);
-    let response = client
-        .post(format!("{base}/api/v1/admin/auctions"))
-        .bearer_auth(admin)
-        .json(&json!({
-            "product_id": product["id"], "upset_price_cents": 100, "inventory": options.inventory,
-            "alpha": 1.0, "beta": 50.0, "gamma": 1.0,
-            "start_time": start.to_rfc3339(), "end_time": end.to_rfc3339(),
-        }))
-        .send()
-        .await?;
-    anyhow::ensure!(
-        response.status() == StatusCode::CREATED,
-        "create auction: {}",
-        response.status()
-    );
-    let auction: Value = response.json().await?;
-    // Wait for the start.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    auction["id"].as_str().map(str::to_owned).context("auction id")
-}
-
 pub async fn run(options: AuctionOptions) -> anyhow::Result<()> {
     let base = options.base_url.trim_end_matches('/').to_owned();
     let server = server_addr(&base)?;
@@ -157,7 +117,7 @@ pub async fn run(options: AuctionOptions) -> anyhow::Result<()> {
         tokens.len(),
         started.elapsed().as_secs_f64()
     );
-    let auction = live_auction(&crowd, &base, &admin, &options).await?;
+    let auction = setup::live_auction(&crowd, &base, &admin, options.inventory, options.seconds).await?;
 
     let pool = AddressPool::new(options.addresses);
     let deadline = Instant::now() + Duration::from_secs(options.seconds);

@@ -10,6 +10,7 @@ use futures::StreamExt;
 use crate::crowd::Crowd;
 use crate::flash_sale::admin_password;
 use crate::frames;
+use crate::memory::server_gauge;
 use crate::setup;
 use crate::stats::Latencies;
 
@@ -73,19 +74,6 @@ fn raise_file_limit() -> u64 {
         }
     }
     0
-}
-
-async fn server_gauge(base: &str, name: &str) -> Option<f64> {
-    let text = reqwest::get(format!("{base}/metrics"))
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    text.lines()
-        .find(|l| l.starts_with(name) && !l.starts_with('#'))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|v| v.parse().ok())
 }
 
 /// Histogram bounds of `swiftdrop_push_seconds` the report shows.

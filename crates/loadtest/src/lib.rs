@@ -12,7 +12,9 @@ pub mod event_page;
 pub mod fanout;
 pub mod flash_sale;
 pub mod frames;
+mod memory;
 mod setup;
+pub mod soak;
 mod stats;
 mod wire;
 
@@ -32,6 +34,9 @@ pub enum Scenario {
     EventPage(event_page::EventPageOptions),
     /// Many WebSocket listeners and a stream of changes.
     Fanout(fanout::FanoutOptions),
+    /// A long mixed load (pages, orders, bids, sockets coming and going)
+    /// reporting the server's memory and open files over time.
+    Soak(soak::SoakOptions),
 }
 
 pub async fn run(scenario: Scenario) -> anyhow::Result<()> {
@@ -41,5 +46,6 @@ pub async fn run(scenario: Scenario) -> anyhow::Result<()> {
         Scenario::FlashSale(options) => flash_sale::run(options).await,
         Scenario::EventPage(options) => event_page::run(options).await,
         Scenario::Fanout(options) => fanout::run(options).await.map(drop),
+        Scenario::Soak(options) => soak::run(options).await,
     }
 }

@@ -132,6 +132,49 @@ pub async fn live_drop(
     Ok((event_id, item_id))
 }
 
+/// Creates a product and an auction that is live a second later and runs
+/// two minutes past `seconds`. Returns its id.
+pub async fn live_auction(
+    crowd: &Crowd,
+    base: &str,
+    admin: &str,
+    inventory: i64,
+    seconds: u64,
+) -> anyhow::Result<String> {
+    let client = crowd.client(0);
+    let product = json_of(
+        client
+            .post(format!("{base}/api/v1/admin/products"))
+            .bearer_auth(admin)
+            .json(&json!({"name": "Load test guitar", "category": "loadtest", "price_cents": 90000, "currency": "EUR"}))
+            .send()
+            .await?,
+        StatusCode::CREATED,
+        "create product",
+    )
+    .await?;
+    let start = chrono::Utc::now() + chrono::Duration::seconds(1);
+    let end = start + chrono::Duration::seconds(seconds as i64 + 120);
+    let auction = json_of(
+        client
+            .post(format!("{base}/api/v1/admin/auctions"))
+            .bearer_auth(admin)
+            .json(&json!({
+                "product_id": product["id"], "upset_price_cents": 100, "inventory": inventory,
+                "alpha": 1.0, "beta": 50.0, "gamma": 1.0,
+                "start_time": start.to_rfc3339(), "end_time": end.to_rfc3339(),
+            }))
+            .send()
+            .await?,
+        StatusCode::CREATED,
+        "create auction",
+    )
+    .await?;
+    // Wait for the start.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    auction["id"].as_str().map(str::to_owned).context("auction id")
+}
+
 /// The admin's stock audit of a drop: (sold, stock total, balanced).
 pub async fn audit(
     crowd: &Crowd,

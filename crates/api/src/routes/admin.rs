@@ -96,11 +96,12 @@ pub struct UserUpdateRequest {
 /// Sets a user's role and auction weight.
 #[utoipa::path(put, path = "/api/v1/admin/users/{id}", tag = "admin", request_body = UserUpdateRequest,
     params(("id" = Uuid, Path)),
-    responses((status = 200, body = UserView), (status = 403, body = Problem), (status = 404, body = Problem)),
+    responses((status = 200, body = UserView), (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 409, body = Problem, description = "cannot_demote_self: an admin cannot take their own role")),
     security(("bearer" = [])))]
 async fn update_user(
     State(state): State<AppState>,
-    Admin(_admin): Admin,
+    Admin(admin): Admin,
     Path(id): Path<Uuid>,
     Json(body): Json<UserUpdateRequest>,
 ) -> ApiResult<axum::Json<UserView>> {
@@ -109,13 +110,14 @@ async fn update_user(
         weight: body.weight,
     };
     Ok(axum::Json(
-        state.accounts.update_by_admin(id, update).await?.into(),
+        state.accounts.update_by_admin(&admin, id, update).await?.into(),
     ))
 }
 
 /// Deactivates a user; their tokens stop working at once.
 #[utoipa::path(post, path = "/api/v1/admin/users/{id}/deactivate", tag = "admin", params(("id" = Uuid, Path)),
-    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem)),
+    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 409, body = Problem, description = "cannot_deactivate_self")),
     security(("bearer" = [])))]
 async fn deactivate_user(
     State(state): State<AppState>,

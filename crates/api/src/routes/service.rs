@@ -57,6 +57,9 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     if let Some(bytes) = resident_bytes() {
         metrics::gauge!("swiftdrop_process_resident_bytes").set(bytes);
     }
+    if let Ok(files) = std::fs::read_dir("/proc/self/fd") {
+        metrics::gauge!("swiftdrop_process_open_fds").set(files.count() as f64);
+    }
     metrics::gauge!("swiftdrop_websocket_sockets").set(state.notifications.hub().connections() as f64);
     let text = state.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)

@@ -338,7 +338,19 @@ impl AccountService {
         Ok(self.store.user_counts().await?)
     }
 
-    pub async fn update_by_admin(&self, id: Uuid, update: AdminUpdate) -> Result<User> {
+    pub async fn update_by_admin(
+        &self,
+        principal: &Principal,
+        id: Uuid,
+        update: AdminUpdate,
+    ) -> Result<User> {
+        // The last admin could otherwise lock everyone out of the console.
+        if id == principal.user_id && update.role.is_some_and(|role| role != Role::Admin) {
+            return Err(Error::conflict(
+                "cannot_demote_self",
+                "an admin cannot take away their own admin role",
+            ));
+        }
         if let Some(weight) = update.weight {
             user::check_weight(weight).map_err(|m| Error::invalid("weight", m))?;
         }

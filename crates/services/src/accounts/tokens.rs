@@ -198,4 +198,39 @@ mod tests {
         assert_eq!(hash_refresh_token(&a).len(), 64);
         assert_ne!(hash_refresh_token(&a), a);
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Whatever a client puts in the header, it is refused, never a panic.
+            #[test]
+            fn any_text_is_refused(text in ".{0,300}") {
+                let keys = keys(b"k1", Duration::from_secs(60), &Clock::system());
+                prop_assert!(keys.verify(&text).is_err());
+            }
+
+            /// A genuine token with any one character changed is refused
+            /// (or, where base64 padding bits absorb the change, reads the same claims).
+            #[test]
+            fn an_edited_token_is_refused(at in any::<prop::sample::Index>(), with in "[A-Za-z0-9_.=-]") {
+                let keys = keys(b"k1", Duration::from_secs(60), &Clock::system());
+                let user = Uuid::now_v7();
+                let token = keys.issue(user, Role::Customer, Uuid::now_v7(), 0).unwrap();
+                let mut bytes = token.clone().into_bytes();
+                let i = at.index(bytes.len());
+                bytes[i] = with.as_bytes()[0];
+                let edited = String::from_utf8(bytes).unwrap();
+                prop_assume!(edited != token);
+                if let Ok(claims) = keys.verify(&edited) {
+                    prop_assert_eq!(claims.sub, user);
+                    prop_assert_eq!(claims.role, Role::Customer);
+                }
+            }
+        }
+    }
 }

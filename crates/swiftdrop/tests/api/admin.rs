@@ -233,6 +233,11 @@ async fn admins_set_role_and_weight_and_roles_apply_at_once() {
     let id = user["id"].as_str().unwrap();
     let path = format!("/api/v1/admin/users/{id}");
 
+    // No admin takes their own role away (the console would lock them out).
+    let own = format!("/api/v1/admin/users/{}", admin_user["id"].as_str().unwrap());
+    let refused = app.put(&own, Some(&admin), json!({"role": "customer"})).await;
+    expect_problem(refused, StatusCode::CONFLICT, "cannot_demote_self").await;
+
     let updated = expect_json(
         app.put(&path, Some(&admin), json!({"weight": 2.5})).await,
         StatusCode::OK,

@@ -19,6 +19,5 @@ mod sales;
 mod secrets_in_logs;
 mod security;
 mod security_headers;
-mod signup_rush;
 mod slow_clients;
 mod tls;

@@ -1,0 +1,70 @@
+//! What the server says of its own resources on `/metrics`: resident
+//! memory and open files, read while a test runs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+
+const RESIDENT: &str = "swiftdrop_process_resident_bytes";
+const OPEN_FILES: &str = "swiftdrop_process_open_fds";
+
+/// One gauge from the server's `/metrics`.
+pub async fn server_gauge(base: &str, name: &str) -> Option<f64> {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find(|l| l.starts_with(name) && !l.starts_with('#'))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+}
+
+/// The server's resident memory now, in MiB.
+pub async fn resident_mib(base: &str) -> Option<f64> {
+    server_gauge(base, RESIDENT).await.map(|b| b / (1024.0 * 1024.0))
+}
+
+/// The server's open file descriptors now.
+pub async fn open_files(base: &str) -> Option<f64> {
+    server_gauge(base, OPEN_FILES).await
+}
+
+/// Samples the server's resident memory every half second until stopped,
+/// for the peak a run reached.
+pub struct PeakWatch {
+    peak: Arc<Mutex<Option<f64>>>,
+    task: JoinHandle<()>,
+}
+
+impl PeakWatch {
+    pub fn start(base: &str) -> PeakWatch {
+        let peak = Arc::new(Mutex::new(None));
+        let (base, held) = (base.to_owned(), peak.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                if let Some(now) = resident_mib(&base).await {
+                    let mut peak = held.lock().await;
+                    *peak = Some(peak.map_or(now, |p: f64| p.max(now)));
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
+        PeakWatch { peak, task }
+    }
+
+    /// The highest resident memory seen, in MiB.
+    pub async fn stop(self) -> Option<f64> {
+        self.task.abort();
+        *self.peak.lock().await
+    }
+}
+
+/// `12.3 MiB`, or that the server did not say.
+pub fn mib(value: Option<f64>) -> String {
+    value.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.1} MiB"))
+}
