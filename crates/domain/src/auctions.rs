@@ -250,7 +250,10 @@ pub struct BidBatch {
 /// (`bidders`, looked up by the caller), and a user's later bid replaces
 /// their earlier one. With `extend_seconds`, an accepted bid within the
 /// last `extend_seconds` before the end moves the end out by that much
-/// (once per batch: every bid of a batch is placed at the same `now`).
+/// (once per batch). The bids of a batch are placed in their order of
+/// arrival, a microsecond apart from `now`: "the earlier bid wins a tie"
+/// and "a user's latest bid" then never depend on which of two bids of one
+/// batch a reader happens to see first.
 pub fn accept_bids(
     auction: &Auction,
     requests: &[BidRequest],
@@ -260,7 +263,8 @@ pub fn accept_bids(
     let taking = auction.is_taking_bids(now);
     let mut outcomes = Vec::with_capacity(requests.len());
     let mut stored: Vec<Bid> = Vec::new();
-    for request in requests {
+    for (arrival, request) in requests.iter().enumerate() {
+        let placed_at = now + Duration::microseconds(arrival as i64);
         let outcome = match bidders.get(&request.user_id) {
             _ if !taking => BidOutcome::NotLive,
             Some(bidder) if bidder.is_active => {
@@ -274,7 +278,7 @@ pub fn accept_bids(
                         bid_cents: request.amount_cents,
                         weight: bidder.weight,
                         score: auction.score(request.amount_cents, bidder.weight),
-                        placed_at: now,
+                        placed_at,
                     })
                 }
             }

@@ -78,6 +78,9 @@ pub struct ConnectOptions {
     pub acquire_timeout: Duration,
 }
 
+/// Prepared statements kept per connection (sqlx's default is 100).
+const STATEMENT_CACHE: usize = 24;
+
 impl SqlStore {
     /// Opens the database named by the URL and runs pending migrations.
     pub async fn connect(options: &ConnectOptions, clock: Clock) -> Result<SqlStore> {
@@ -87,10 +90,14 @@ impl SqlStore {
     }
 
     /// Opens the database without touching its schema.
+    ///
+    /// Batches build their SQL by size (one placeholder group per request),
+    /// so a connection sees many shapes of the same statement; a small
+    /// statement cache keeps the hot ones without holding every shape.
     pub async fn open(options: &ConnectOptions, clock: Clock) -> Result<SqlStore> {
         let url = options.url.as_str();
         let pool = if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            let connect = PgConnectOptions::from_str(url)?;
+            let connect = PgConnectOptions::from_str(url)?.statement_cache_capacity(STATEMENT_CACHE);
             Pool::Postgres(
                 PgPoolOptions::new()
                     .max_connections(options.max_connections)
@@ -105,7 +112,12 @@ impl SqlStore {
                 // FULL: a committed order survives power loss, not only a crash.
                 .synchronous(SqliteSynchronous::Full)
                 .busy_timeout(Duration::from_secs(10))
-                .foreign_keys(true);
+                .foreign_keys(true)
+                .statement_cache_capacity(STATEMENT_CACHE)
+                // A page cache of 2 MiB per connection (SQLite's default),
+                // stated: with `max_connections` it bounds what the
+                // database holds in this process.
+                .pragma("cache_size", "-2048");
             Pool::Sqlite(
                 SqlitePoolOptions::new()
                     .max_connections(options.max_connections)
