@@ -17,3 +17,4 @@ mod secrets_in_logs;
 mod security_headers;
 mod signup_rush;
 mod slow_clients;
+mod web;
