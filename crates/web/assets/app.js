@@ -110,8 +110,18 @@
     }
     if (mine) {
       all("[data-my-standing]", article).forEach(function (el) {
-        el.textContent = "Rank " + mine.rank + " with a bid of " + money(mine.bid_cents, currency) +
-          ", score " + Number(mine.score).toFixed(4) + ".";
+        while (el.firstChild) { el.removeChild(el.firstChild); }
+        var strong = function (attr, text) {
+          var s = document.createElement("strong");
+          s.setAttribute(attr, "");
+          s.textContent = text;
+          return s;
+        };
+        el.appendChild(document.createTextNode("Rank "));
+        el.appendChild(strong("data-my-rank", String(mine.rank)));
+        el.appendChild(document.createTextNode(" with a bid of " + money(mine.bid_cents, currency) + ", score "));
+        el.appendChild(strong("data-my-score", Number(mine.score).toFixed(4)));
+        el.appendChild(document.createTextNode("."));
       });
     }
   }
