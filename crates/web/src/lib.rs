@@ -19,7 +19,7 @@ pub mod shop;
 
 use api::AppState;
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
@@ -37,7 +37,23 @@ pub fn pages(state: &AppState) -> Router<AppState> {
         )
         .route("/logout", get(shop::auth::logout_page).post(shop::auth::logout))
         .route("/events", get(shop::events::list))
+        .route(
+            "/events/new",
+            get(shop::community::new_page).post(shop::community::create),
+        )
         .route("/events/{id}", get(shop::events::show))
+        .route(
+            "/events/{id}/edit",
+            get(shop::community::edit_page).post(shop::community::update),
+        )
+        .route("/events/{id}/comments", post(shop::community::comment))
+        .route(
+            "/events/{id}/attachment",
+            post(shop::community::attachment).layer(DefaultBodyLimit::max(
+                services::uploads::MAX_UPLOAD_BYTES + 64 * 1024,
+            )),
+        )
+        .route("/events/{id}/{action}", post(shop::community::act))
         .route("/events/{id}/items/{item}/buy", post(shop::events::buy))
         .route("/orders", get(shop::orders::list))
         .route("/orders/{id}", get(shop::orders::show))

@@ -741,3 +741,209 @@ async fn a_bid_through_the_page_shows_the_rank_and_a_low_bid_keeps_its_value() {
     .await;
     assert_eq!(board["entries"][0]["bid_cents"], 1250);
 }
+
+#[tokio::test]
+async fn community_events_are_created_edited_attended_and_discussed_in_threads() {
+    let app = TestApp::start().await;
+    let mut host = Browser::new(&app);
+    host.sign_up("host").await;
+    let page = host.get("/events/new").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let csrf = page.csrf();
+    let start = (chrono::Utc::now() + Duration::days(2))
+        .format("%Y-%m-%dT%H:%M")
+        .to_string();
+    let end = (chrono::Utc::now() + Duration::days(2) + Duration::hours(3))
+        .format("%Y-%m-%dT%H:%M")
+        .to_string();
+    let mut form = vec![
+        ("csrf_token", csrf.as_str()),
+        ("title", "Picnic"),
+        ("description", "Bring food"),
+        ("location", "Tiergarten"),
+        ("start_time", end.as_str()),
+        ("end_time", start.as_str()),
+        ("tags", "outdoor, food"),
+        ("max_attendees", "2"),
+        ("latitude", "52.5145"),
+        ("longitude", "13.3501"),
+    ];
+    let invalid = host.post("/events/new", &form).await;
+    assert_eq!(invalid.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(invalid.body.contains("id=\"end_time-error\""), "{}", invalid.body);
+    assert!(invalid.body.contains("value=\"Tiergarten\""));
+    form[4].1 = start.as_str();
+    form[5].1 = end.as_str();
+    let created = host.post("/events/new", &form).await;
+    assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.body);
+    let path = created.location().to_owned();
+    let page = host.get(&path).await;
+    assert!(page.body.contains("Picnic"));
+    assert!(
+        page.body.contains("openstreetmap.org") && page.body.contains("mlat=52.5145&#38;mlon=13.3501"),
+        "the map link: {}",
+        page.body
+    );
+    assert!(page.body.contains("Edit event"));
+
+    let csrf = page.csrf();
+    let edited = host
+        .post(
+            &format!("{path}/edit"),
+            &[
+                ("csrf_token", &csrf),
+                ("title", "Picnic in the park"),
+                ("location", "Tiergarten"),
+                ("start_time", &start),
+                ("end_time", &end),
+                ("max_attendees", "2"),
+            ],
+        )
+        .await;
+    assert_eq!(edited.status, StatusCode::SEE_OTHER, "{}", edited.body);
+
+    let mut guest = Browser::new(&app);
+    guest.sign_up("guest").await;
+    let page = guest.get(&path).await;
+    assert!(page.body.contains("Picnic in the park"));
+    assert!(!page.body.contains("Edit event"), "only the owner edits");
+    assert_eq!(
+        guest.get(&format!("{path}/edit")).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let csrf = page.csrf();
+    let attend = guest
+        .post(&format!("{path}/attend"), &[("csrf_token", &csrf)])
+        .await;
+    assert_eq!(attend.status, StatusCode::SEE_OTHER);
+    let posted = guest
+        .post(
+            &format!("{path}/comments"),
+            &[("csrf_token", &csrf), ("body", "Count me in")],
+        )
+        .await;
+    assert_eq!(posted.status, StatusCode::SEE_OTHER, "{}", posted.body);
+    let id = path.trim_start_matches("/events/");
+    let threads: Value = expect_json(
+        app.get(&format!("/api/v1/events/{id}/comments"), None).await,
+        StatusCode::OK,
+    )
+    .await;
+    let parent = threads["data"][0]["id"].as_str().expect("a comment").to_owned();
+    let csrf = host.get(&path).await.csrf();
+    let reply = host
+        .post(
+            &format!("{path}/comments"),
+            &[
+                ("csrf_token", &csrf),
+                ("body", "See you there"),
+                ("parent_id", &parent),
+            ],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER);
+    let page = guest.get(&path).await;
+    assert!(page.body.contains("1 attending of 2"), "{}", page.body);
+    assert!(page.body.contains("Count me in"));
+    assert!(page.body.contains("class=\"depth-1\""), "the reply is nested");
+    assert!(page.body.contains("See you there"));
+}
+
+#[tokio::test]
+async fn catalog_profile_wishlist_and_notifications_pages_work() {
+    let app = TestApp::start().await;
+    let (_, admin) = app.admin("curator").await;
+    let product = expect_json(
+        app.post(
+            "/api/v1/admin/products",
+            Some(&admin),
+            json!({"name": "Lamp", "category": "home", "price_cents": 2500, "currency": "EUR"}),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let id = product["id"].as_str().expect("id").to_owned();
+    let mut user = Browser::new(&app);
+    user.sign_up("reader").await;
+    let list = user
+        .get("/products?search=lamp&sort_by=price&sort_order=asc")
+        .await;
+    assert_eq!(list.status, StatusCode::OK);
+    assert!(list.body.contains("Lamp") && list.body.contains("€25.00"));
+    let bad = user.get("/products?min_price=abc").await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad.body.contains("id=\"min_price-error\""));
+    let page = user.get(&format!("/products/{id}")).await;
+    let csrf = page.csrf();
+    let invalid = user
+        .post(
+            &format!("/products/{id}/reviews"),
+            &[("csrf_token", &csrf), ("rating", "9"), ("comment", "wow")],
+        )
+        .await;
+    assert_eq!(invalid.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(invalid.body.contains(">wow</textarea>"), "the comment is kept");
+    let ok = user
+        .post(
+            &format!("/products/{id}/reviews"),
+            &[("csrf_token", &csrf), ("rating", "4"), ("comment", "Bright")],
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER);
+    let page = user.get(&format!("/products/{id}")).await;
+    assert!(page.body.contains("★★★★☆"));
+    assert!(page.body.contains("Bright"));
+    let wished = user
+        .post(&format!("/products/{id}/wishlist"), &[("csrf_token", &csrf)])
+        .await;
+    assert_eq!(wished.location(), "/wishlist");
+    assert!(user.get("/wishlist").await.body.contains("Lamp"));
+    for path in ["/notifications", "/profile"] {
+        assert_eq!(user.get(path).await.status, StatusCode::OK, "{path}");
+    }
+    let csrf = user.get("/profile").await.csrf();
+    let wrong = user
+        .post(
+            "/profile/password",
+            &[
+                ("csrf_token", &csrf),
+                ("current_password", "Nope#1234"),
+                ("new_password", "Another#123"),
+            ],
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(wrong.body.contains("id=\"current_password-error\""));
+    let old_token = user.access_token();
+    let changed = user
+        .post(
+            "/profile/password",
+            &[
+                ("csrf_token", &csrf),
+                ("current_password", PASSWORD),
+                ("new_password", "Another#123"),
+            ],
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::SEE_OTHER, "{}", changed.body);
+    assert_eq!(
+        app.get("/api/v1/auth/me", Some(&old_token)).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "earlier tokens stop working"
+    );
+    assert!(
+        user.get("/profile").await.body.contains("reader"),
+        "this browser stays signed in"
+    );
+    let mut admin_browser = Browser::new(&app);
+    admin_browser.sign_in("curator").await;
+    for path in [
+        "/admin/products",
+        "/admin/auctions",
+        "/admin/users",
+        &format!("/admin/products/{id}"),
+    ] {
+        assert_eq!(admin_browser.get(path).await.status, StatusCode::OK, "{path}");
+    }
+}

@@ -27,6 +27,28 @@ pub struct ItemRow {
     pub per_user_limit: Option<i64>,
 }
 
+/// A comment in the flattened thread; `depth` (capped) indents it.
+pub struct CommentRow {
+    pub id: String,
+    pub username: String,
+    pub body: String,
+    pub when: When,
+    pub depth: usize,
+}
+
+fn flatten(threads: &[services::events::Thread], depth: usize, out: &mut Vec<CommentRow>) {
+    for thread in threads {
+        out.push(CommentRow {
+            id: thread.comment.id.to_string(),
+            username: thread.comment.username.clone(),
+            body: thread.comment.body.clone(),
+            when: When::new(thread.comment.created_at),
+            depth: depth.min(5),
+        });
+        flatten(&thread.replies, depth + 1, out);
+    }
+}
+
 pub struct AuctionRow {
     pub id: String,
     pub status: String,
@@ -54,6 +76,8 @@ struct EventPage {
     items: Vec<ItemRow>,
     auctions: Vec<AuctionRow>,
     notice: Option<String>,
+    comments: Vec<CommentRow>,
+    can_edit: bool,
     /// A fresh key per render: a form sent twice reserves once.
     idempotency_key: String,
 }
@@ -72,11 +96,18 @@ fn event_page(
     session: &Session,
     layout: Layout,
     details: &EventDetails,
+    threads: &[services::events::Thread],
     notice: Option<String>,
 ) -> EventPage {
     let event = &details.event;
-    let _ = session;
+    let mut comments = Vec::new();
+    flatten(threads, 0, &mut comments);
+    let can_edit = session
+        .principal
+        .is_some_and(|p| event.is_owned_by(p.user_id) || session.is_admin());
     EventPage {
+        comments,
+        can_edit,
         layout,
         id: event.id.to_string(),
         title: event.title.clone(),
@@ -135,10 +166,14 @@ pub async fn show(
     let Ok(id) = id.parse::<Uuid>() else {
         return render::not_found(&session);
     };
-    match state.events.get(id).await {
-        Ok(details) => {
+    let loaded = tokio::try_join!(state.events.get(id), state.events.threads(id, Some(50), None));
+    match loaded {
+        Ok((details, threads)) => {
             let layout = Layout::with_bell(&session, &state, details.event.title.clone()).await;
-            html(StatusCode::OK, &event_page(&session, layout, &details, None))
+            html(
+                StatusCode::OK,
+                &event_page(&session, layout, &details, &threads.data, None),
+            )
         }
         Err(err) => render::service_error(&session, &uri, err),
     }
@@ -170,7 +205,7 @@ pub async fn buy(
         match state.events.get(event_id).await {
             Ok(details) => {
                 let layout = Layout::new(&session, details.event.title.clone());
-                html(status, &event_page(&session, layout, &details, Some(text)))
+                html(status, &event_page(&session, layout, &details, &[], Some(text)))
             }
             Err(err) => render::service_error(&session, &uri, err),
         }
@@ -189,7 +224,14 @@ pub async fn buy(
         },
     };
     if let Err(wait) = state.limits.purchase.check(ip).await {
-        return render::busy(&session, StatusCode::TOO_MANY_REQUESTS, wait.seconds());
+        let seconds = wait.seconds();
+        let text = format!("Too many requests from your address: try again in {seconds} seconds.");
+        let mut response = refuse(StatusCode::TOO_MANY_REQUESTS, text).await;
+        response.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from(seconds),
+        );
+        return response;
     }
     let key = form.idempotency_key.filter(|k| !k.trim().is_empty());
     match state.sales.purchase(&principal, item_id, quantity, key).await {

@@ -4,6 +4,7 @@ pub mod account;
 pub mod auctions;
 pub mod auth;
 pub mod catalog;
+pub mod community;
 pub mod events;
 pub mod home;
 pub mod orders;
