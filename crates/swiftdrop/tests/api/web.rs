@@ -649,6 +649,46 @@ async fn an_admin_creates_a_drop_through_the_form_and_opens_it() {
     assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.body);
     let path = created.location().to_owned();
     let event_id = path.trim_start_matches("/admin/events/").to_owned();
+    let before: Value = expect_json(
+        app.get(&format!("/api/v1/events/{event_id}"), None).await,
+        StatusCode::OK,
+    )
+    .await;
+    let item_id = before["items"][0]["id"].as_str().expect("item").to_owned();
+    // While scheduled the drop can be edited; its item keeps its id.
+    let edit = admin.get(&format!("{path}/edit")).await;
+    assert_eq!(edit.status, StatusCode::OK);
+    assert!(
+        edit.body.contains(&format!("value=\"{item_id}\"")),
+        "the item's id rides along"
+    );
+    let csrf = edit.csrf();
+    let edit_form = |stock: &str| -> Vec<(&'static str, String)> {
+        vec![
+            ("csrf_token", csrf.clone()),
+            ("title", "Hoodie drop".to_owned()),
+            ("location", "Online".to_owned()),
+            ("start_time", start.clone()),
+            ("end_time", end.clone()),
+            ("item_id", item_id.clone()),
+            ("product_id", product_id.clone()),
+            ("price", "45.00".to_owned()),
+            ("stock", stock.to_owned()),
+            ("per_user_limit", "2".to_owned()),
+        ]
+    };
+    let form = edit_form("7");
+    let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let saved = admin.post(&format!("{path}/edit"), &pairs).await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+    let after: Value = expect_json(
+        app.get(&format!("/api/v1/events/{event_id}"), None).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(after["items"][0]["id"], item_id.as_str());
+    assert_eq!(after["items"][0]["stock_total"], 7);
+
     let page = admin.get(&path).await;
     assert!(page.body.contains("scheduled"));
     let csrf = page.csrf();
@@ -662,6 +702,11 @@ async fn an_admin_creates_a_drop_through_the_form_and_opens_it() {
     )
     .await;
     assert_eq!(event["status"], "live");
+    // Once live, an edit is refused with the reason on the page.
+    let form = edit_form("9");
+    let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let refused = admin.post(&format!("{path}/edit"), &pairs).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
     assert_eq!(event["items"][0]["price_cents"], 4500);
     assert_eq!(event["items"][0]["per_user_limit"], 2);
     let home = admin.get("/").await;

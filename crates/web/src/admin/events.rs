@@ -22,6 +22,8 @@ use crate::shop::home::DropCard;
 /// One row of the item inputs, as typed.
 #[derive(Clone, Default)]
 pub struct ItemFields {
+    /// The id of an existing item (kept by an edit); empty for a new one.
+    pub id: String,
     pub product_id: String,
     pub price: String,
     pub stock: String,
@@ -54,6 +56,10 @@ struct EventsPage {
     form: DropFields,
     products: Vec<ProductOption>,
     errors: FieldErrors,
+    /// Where the form posts: a new drop, or the edit of one.
+    action: String,
+    heading: String,
+    notice: Option<String>,
 }
 
 /// How many item rows the form offers.
@@ -72,13 +78,16 @@ fn blank_form() -> DropFields {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn page(
     state: &AppState,
     session: &Session,
     uri: &Uri,
     status: StatusCode,
+    editing: Option<Uuid>,
     form: DropFields,
     errors: FieldErrors,
+    notice: Option<String>,
 ) -> Response {
     let lists = tokio::try_join!(
         state.events.list(EventQuery {
@@ -112,6 +121,17 @@ async fn page(
                 })
                 .collect(),
             errors,
+            action: editing.map_or_else(
+                || "/admin/events".to_owned(),
+                |id| format!("/admin/events/{id}/edit"),
+            ),
+            heading: if editing.is_some() {
+                "Edit drop"
+            } else {
+                "New drop"
+            }
+            .to_owned(),
+            notice,
         },
     )
 }
@@ -129,8 +149,10 @@ pub async fn list(
         &session,
         &uri,
         StatusCode::OK,
+        None,
         blank_form(),
         FieldErrors::default(),
+        None,
     )
     .await
 }
@@ -165,6 +187,7 @@ fn read_form(pairs: &[(String, String)]) -> DropFields {
             .map(|(_, v)| v.clone())
             .collect()
     };
+    let item_ids = many("item_id");
     let (ids, prices, stocks, limits) = (
         many("product_id"),
         many("price"),
@@ -183,6 +206,7 @@ fn read_form(pairs: &[(String, String)]) -> DropFields {
         reservation_ttl_seconds: one("reservation_ttl_seconds"),
         items: (0..rows)
             .map(|i| ItemFields {
+                id: at(&item_ids, i),
                 product_id: at(&ids, i),
                 price: at(&prices, i),
                 stock: at(&stocks, i),
@@ -240,11 +264,12 @@ fn to_input(form: &DropFields) -> Result<(EventInput, DropInput), FieldErrors> {
                 .map_err(|_| errors.add(&field("per_user_limit"), "enter a whole number or leave empty"))
                 .ok(),
         };
+        let id = row.id.trim().parse::<Uuid>().ok();
         if let (Some(product_id), Some(price_cents), Some(stock), Some(per_user_limit)) =
             (product_id, price, stock, limit)
         {
             items.push(ItemInput {
-                id: None,
+                id,
                 product_id,
                 price_cents,
                 stock,
@@ -312,8 +337,10 @@ pub async fn create(
                 &session,
                 &uri,
                 StatusCode::UNPROCESSABLE_ENTITY,
+                None,
                 form,
                 errors,
+                None,
             )
             .await;
         }
@@ -328,8 +355,10 @@ pub async fn create(
                 &session,
                 &uri,
                 StatusCode::UNPROCESSABLE_ENTITY,
+                None,
                 form,
                 form_errors(errors),
+                None,
             )
             .await
         }
@@ -452,6 +481,125 @@ pub async fn act(
         Ok(_) => Redirect::to(&format!("/admin/events/{id}")).into_response(),
         Err(services::Error::Conflict { detail, .. }) => {
             event_page(&state, &session, &uri, id, StatusCode::CONFLICT, Some(detail)).await
+        }
+        Err(err) => render::service_error(&session, &uri, err),
+    }
+}
+
+/// `GET /admin/events/{id}/edit`: the drop's form, filled in.
+pub async fn edit_page(
+    State(state): State<AppState>,
+    Extension(session): Extension<Session>,
+    uri: Uri,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(refused) = require_admin(&session, &uri) {
+        return refused;
+    }
+    let Ok(id) = id.parse::<Uuid>() else {
+        return render::not_found(&session);
+    };
+    let details = match state.events.get(id).await {
+        Ok(details) => details,
+        Err(err) => return render::service_error(&session, &uri, err),
+    };
+    let event = &details.event;
+    let cents = |c: i64| format!("{}.{:02}", c / 100, c % 100);
+    let mut items: Vec<ItemFields> = details
+        .items
+        .iter()
+        .map(|i| ItemFields {
+            id: i.id.to_string(),
+            product_id: i.product_id.to_string(),
+            price: cents(i.price_cents),
+            stock: i.stock_total.to_string(),
+            per_user_limit: i.per_user_limit.map(|l| l.to_string()).unwrap_or_default(),
+        })
+        .collect();
+    items.push(ItemFields::default());
+    let form = DropFields {
+        title: event.title.clone(),
+        description: event.description.clone(),
+        location: event.location.clone(),
+        start_time: event.start_time.format("%Y-%m-%dT%H:%M").to_string(),
+        end_time: event.end_time.format("%Y-%m-%dT%H:%M").to_string(),
+        tags: event.tags.join(", "),
+        reservation_ttl_seconds: event
+            .reservation_ttl_seconds
+            .map(|t| t.to_string())
+            .unwrap_or_default(),
+        items,
+    };
+    let notice = (event.status != EventStatus::Scheduled)
+        .then(|| "This drop has started: only a scheduled drop can be edited.".to_owned());
+    page(
+        &state,
+        &session,
+        &uri,
+        StatusCode::OK,
+        Some(id),
+        form,
+        FieldErrors::default(),
+        notice,
+    )
+    .await
+}
+
+/// `POST /admin/events/{id}/edit`: replaces the drop's fields and items
+/// (items keep their ids), while it is scheduled.
+pub async fn update(
+    State(state): State<AppState>,
+    Extension(session): Extension<Session>,
+    uri: Uri,
+    Path(id): Path<String>,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> Response {
+    let principal = match require_admin(&session, &uri) {
+        Ok(principal) => principal,
+        Err(refused) => return refused,
+    };
+    let Ok(id) = id.parse::<Uuid>() else {
+        return render::not_found(&session);
+    };
+    let mut form = read_form(&pairs);
+    form.items.push(ItemFields::default());
+    let status = StatusCode::UNPROCESSABLE_ENTITY;
+    let (input, drop) = match to_input(&form) {
+        Ok(parsed) => parsed,
+        Err(errors) => return page(&state, &session, &uri, status, Some(id), form, errors, None).await,
+    };
+    let edit = services::events::EventEdit::Replace {
+        input,
+        drop: Some(drop),
+    };
+    match state.events.update(&principal, id, edit).await {
+        Ok(_) => Redirect::to(&format!("/admin/events/{id}")).into_response(),
+        Err(services::Error::Validation(errors)) => {
+            page(
+                &state,
+                &session,
+                &uri,
+                status,
+                Some(id),
+                form,
+                form_errors(errors),
+                None,
+            )
+            .await
+        }
+        Err(services::Error::Conflict { detail, .. }) => {
+            let conflict = StatusCode::CONFLICT;
+            page(
+                &state,
+                &session,
+                &uri,
+                conflict,
+                Some(id),
+                form,
+                FieldErrors::default(),
+                Some(detail),
+            )
+            .await
         }
         Err(err) => render::service_error(&session, &uri, err),
     }

@@ -24,6 +24,10 @@ pub fn routes() -> Router<AppState> {
         .route("/admin", get(dashboard))
         .route("/admin/events", get(events::list).post(events::create))
         .route("/admin/events/{id}", get(events::show))
+        .route(
+            "/admin/events/{id}/edit",
+            get(events::edit_page).post(events::update),
+        )
         .route("/admin/events/{id}/{action}", post(events::act))
         .route("/admin/products", get(products::list).post(products::create))
         .route("/admin/products/{id}", get(products::show).post(products::update))
