@@ -18,6 +18,41 @@ pub struct Layout {
     pub version: &'static str,
     /// Unread notifications (the bell), "20+" past a page.
     pub unread: String,
+    /// The newest unread notifications, for the bell's dropdown.
+    pub recent: Vec<BellItem>,
+}
+
+/// A notification as the bell's dropdown shows it.
+pub struct BellItem {
+    pub summary: String,
+    pub link: Option<String>,
+}
+
+/// What a notification says, and the page it is about.
+pub fn summarize(payload: &serde_json::Value) -> (String, Option<String>) {
+    if let Some(event) = payload.get("event") {
+        let title = event.get("title").and_then(|t| t.as_str()).unwrap_or("an event");
+        let action = event.get("action").and_then(|t| t.as_str()).unwrap_or("changed");
+        let link = event
+            .get("id")
+            .and_then(|id| id.as_str())
+            .map(|id| format!("/events/{id}"));
+        return (format!("{title} was {action}"), link);
+    }
+    if let Some(auction) = payload.get("auction") {
+        let link = auction
+            .get("id")
+            .and_then(|id| id.as_str())
+            .map(|id| format!("/auctions/{id}"));
+        let rank = payload.get("rank").and_then(|r| r.as_u64());
+        let text = match (payload.get("order_id").and_then(|o| o.as_str()), rank) {
+            (Some(_), _) => "You won an auction: confirm your order".to_owned(),
+            (None, Some(rank)) => format!("An auction ended: you ranked {rank}"),
+            (None, None) => "An auction ended".to_owned(),
+        };
+        return (text, link);
+    }
+    ("A notification".to_owned(), None)
 }
 
 impl Layout {
@@ -29,10 +64,12 @@ impl Layout {
             csrf: session.csrf_token(),
             version: assets::version(),
             unread: String::new(),
+            recent: Vec::new(),
         }
     }
 
-    /// The layout with the bell's count filled in (one query).
+    /// The layout with the bell's count and newest unread notifications
+    /// filled in (one query).
     pub async fn with_bell(session: &Session, state: &api::AppState, title: impl Into<String>) -> Layout {
         let mut layout = Layout::new(session, title);
         if let Some(principal) = &session.principal
@@ -44,6 +81,15 @@ impl Layout {
             } else {
                 n.to_string()
             };
+            layout.recent = page
+                .data
+                .iter()
+                .take(5)
+                .map(|n| {
+                    let (summary, link) = summarize(&n.payload);
+                    BellItem { summary, link }
+                })
+                .collect();
         }
         layout
     }

@@ -847,6 +847,24 @@ async fn community_events_are_created_edited_attended_and_discussed_in_threads()
         .await;
     assert_eq!(edited.status, StatusCode::SEE_OTHER, "{}", edited.body);
 
+    // The creator hears of the change: the bell lists it (the relay
+    // delivers it on its own, so poll, bounded).
+    let mut heard = false;
+    for _ in 0..200 {
+        let home = host.get("/").await;
+        if home.body.contains("Picnic in the park was updated") {
+            heard = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let history: Value = expect_json(
+        app.get("/api/v1/notifications", Some(&host.access_token())).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert!(heard, "the bell lists the update: {history}");
+
     let mut guest = Browser::new(&app);
     guest.sign_up("guest").await;
     let page = guest.get(&path).await;

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use services::accounts::session::SessionTokens;
 
 use crate::forms::FieldErrors;
-use crate::render::{self, Layout, When, html};
+use crate::render::{self, Layout, When, html, summarize};
 use crate::session::Session;
 
 pub struct NotificationRow {
@@ -35,32 +35,6 @@ struct NotificationsPage {
 #[serde(default)]
 pub struct CursorQuery {
     cursor: String,
-}
-
-fn summarize(payload: &serde_json::Value) -> (String, Option<String>) {
-    if let Some(event) = payload.get("event") {
-        let title = event.get("title").and_then(|t| t.as_str()).unwrap_or("an event");
-        let action = event.get("action").and_then(|t| t.as_str()).unwrap_or("changed");
-        let link = event
-            .get("id")
-            .and_then(|id| id.as_str())
-            .map(|id| format!("/events/{id}"));
-        return (format!("{title} was {action}"), link);
-    }
-    if let Some(auction) = payload.get("auction") {
-        let link = auction
-            .get("id")
-            .and_then(|id| id.as_str())
-            .map(|id| format!("/auctions/{id}"));
-        let rank = payload.get("rank").and_then(|r| r.as_u64());
-        let text = match (payload.get("order_id").and_then(|o| o.as_str()), rank) {
-            (Some(_), _) => "You won an auction: confirm your order".to_owned(),
-            (None, Some(rank)) => format!("An auction ended: you ranked {rank}"),
-            (None, None) => "An auction ended".to_owned(),
-        };
-        return (text, link);
-    }
-    ("A notification".to_owned(), None)
 }
 
 pub async fn notifications(
