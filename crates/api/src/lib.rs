@@ -94,7 +94,9 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 /// The whole HTTP surface: API, service endpoints and docs, with the
-/// cross-cutting layers. `pages` (the web UI) is merged in by the caller.
+/// cross-cutting layers. `pages` (the web UI) is merged in by the caller;
+/// its fallback, if it has one, answers the paths no route matches (the
+/// web UI's 404 page); without one they get a 404 problem document.
 pub fn router(state: AppState, settings: &HttpSettings, pages: Router<AppState>) -> Router {
     let (api, openapi) = api_routes(settings.body_limit);
     let api = api.layer(axum::middleware::from_fn_with_state(
@@ -166,8 +168,9 @@ pub fn router(state: AppState, settings: &HttpSettings, pages: Router<AppState>)
                     middleware::docs_content_security_policy,
                 )),
         )
+        // A bare 404 from the default fallback becomes a problem document
+        // in `problem_for_bare_errors`.
         .merge(pages)
-        .fallback(|| async { ApiError::not_found() })
         .route_layer(axum::middleware::from_fn(middleware::record_metrics))
         .layer(layers)
         .with_state(state)

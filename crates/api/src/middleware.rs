@@ -66,6 +66,7 @@ pub async fn record_metrics(request: Request, next: Next) -> Response {
 
 /// Layers and the router answer some errors with a bare status (timeouts,
 /// unknown routes, 405s, oversized bodies): give them a problem body too.
+/// The web UI's error pages (HTML) are answers already and pass as they are.
 pub async fn problem_for_bare_errors(request: Request, next: Next) -> Response {
     let response = next.run(request).await;
     let status = response.status();
@@ -76,7 +77,9 @@ pub async fn problem_for_bare_errors(request: Request, next: Next) -> Response {
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with(PROBLEM_JSON) || v.starts_with("application/json"));
+        .is_some_and(|v| {
+            v.starts_with(PROBLEM_JSON) || v.starts_with("application/json") || v.starts_with("text/html")
+        });
     if is_document {
         return response;
     }

@@ -324,6 +324,27 @@ impl SalesService {
         Ok(self.store.stock_ledger(event_id).await?)
     }
 
+    /// Confirmed revenue per day (UTC) of the last `days` days, oldest
+    /// first, days without sales included as zero.
+    pub async fn daily_revenue(&self, days: u32) -> Result<Vec<domain::sales::DailyRevenue>> {
+        let today = self.clock.now().date_naive();
+        let first = today - chrono::Days::new(u64::from(days.max(1) - 1));
+        let since = first.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
+        let rows = self.store.confirmed_amounts_since(since).await?;
+        let mut totals = std::collections::BTreeMap::new();
+        for (at, cents) in rows {
+            *totals.entry(at.date_naive()).or_insert(0i64) += cents;
+        }
+        Ok(first
+            .iter_days()
+            .take_while(|day| *day <= today)
+            .map(|day| domain::sales::DailyRevenue {
+                day,
+                revenue_cents: totals.get(&day).copied().unwrap_or(0),
+            })
+            .collect())
+    }
+
     pub async fn stats(&self) -> Result<SalesStats> {
         Ok(self.store.sales_stats().await?)
     }

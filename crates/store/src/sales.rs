@@ -100,6 +100,10 @@ pub trait SalesStore {
     async fn expire_due(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<Returned>>;
     async fn next_expiry_at(&self) -> Result<Option<DateTime<Utc>>>;
     async fn sales_stats(&self) -> Result<SalesStats>;
+    /// Confirmed orders changed since `since`: when (their `updated_at`,
+    /// the moment of confirmation) and their amount in cents, for the
+    /// dashboard's revenue chart.
+    async fn confirmed_amounts_since(&self, since: DateTime<Utc>) -> Result<Vec<(DateTime<Utc>, i64)>>;
     /// Per item of an event: stock and the units its orders hold, counted
     /// from the orders themselves (to audit the no-oversell invariant).
     async fn stock_ledger(&self, event_id: Uuid) -> Result<Vec<LedgerLine>>;
@@ -366,6 +370,16 @@ impl SalesStore for SqlStore {
              WHERE i.event_id = $1 GROUP BY i.id, i.stock_total, i.stock_remaining, i.position ORDER BY i.position",
         )
         .bind(event_id)
+        .fetch_all(pool)
+        .await?))
+    }
+
+    async fn confirmed_amounts_since(&self, since: DateTime<Utc>) -> Result<Vec<(DateTime<Utc>, i64)>> {
+        on_pool!(self, pool => Ok(sqlx::query_as(
+            "SELECT updated_at, CAST(quantity * unit_price_cents AS BIGINT) FROM orders \
+             WHERE status = 'confirmed' AND updated_at >= $1",
+        )
+        .bind(since)
         .fetch_all(pool)
         .await?))
     }

@@ -41,7 +41,8 @@ pub async fn serve(
     let (tasks, stoppable) = roles::spawn_background(&app, &stop);
     let store = app.store.clone();
     let hub = app.state.notifications.hub().clone();
-    let router = api::router(app.state, &app.settings, web::pages());
+    let pages = web::pages(&app.state);
+    let router = api::router(app.state, &app.settings, pages);
     let addr = listener.local_addr()?;
     tracing::info!(%addr, backend = store.backend().as_str(), "SwiftDrop listening");
     server::run(

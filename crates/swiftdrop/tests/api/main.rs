@@ -21,3 +21,4 @@ mod security;
 mod security_headers;
 mod slow_clients;
 mod tls;
+mod web;

@@ -1,0 +1,183 @@
+//! `/orders` and `/orders/{id}`: the caller's orders; a reservation with
+//! its countdown, `Confirm` and `Cancel`.
+
+use api::AppState;
+use askama::Template;
+use axum::Extension;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Redirect, Response};
+use domain::sales::{Order, OrderStatus};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::render::{self, Layout, When, html, money};
+use crate::session::Session;
+
+pub struct OrderRow {
+    pub id: String,
+    pub status: String,
+    pub quantity: i64,
+    pub unit_price: String,
+    pub total: String,
+    pub created: When,
+    pub expires: When,
+    pub event_id: Option<String>,
+    pub auction_id: Option<String>,
+}
+
+impl OrderRow {
+    fn new(order: &Order) -> OrderRow {
+        OrderRow {
+            id: order.id.to_string(),
+            status: order.status.as_str().to_owned(),
+            quantity: order.quantity,
+            unit_price: money(order.unit_price_cents, &order.currency),
+            total: money(order.unit_price_cents * order.quantity, &order.currency),
+            created: When::new(order.created_at),
+            expires: When::new(order.expires_at),
+            event_id: order.event_id.map(|id| id.to_string()),
+            auction_id: order.auction_id.map(|id| id.to_string()),
+        }
+    }
+
+    pub fn is_reserved(&self) -> bool {
+        self.status == OrderStatus::Reserved.as_str()
+    }
+
+    pub fn is_confirmed(&self) -> bool {
+        self.status == OrderStatus::Confirmed.as_str()
+    }
+}
+
+#[derive(Template)]
+#[template(path = "shop/order.html")]
+struct OrderPage {
+    layout: Layout,
+    order: OrderRow,
+    product: String,
+    notice: Option<String>,
+}
+
+async fn order_page(
+    state: &AppState,
+    session: &Session,
+    order: &Order,
+    status: StatusCode,
+    notice: Option<String>,
+) -> Response {
+    let product = state
+        .catalog
+        .product(order.product_id)
+        .await
+        .map(|p| p.name)
+        .unwrap_or_else(|_| "A product no longer listed".to_owned());
+    html(
+        status,
+        &OrderPage {
+            layout: Layout::with_bell(session, state, "Your order").await,
+            order: OrderRow::new(order),
+            product,
+            notice,
+        },
+    )
+}
+
+fn parse_id(session: &Session, id: &str) -> Result<Uuid, Response> {
+    id.parse().map_err(|_| render::not_found(session))
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    Extension(session): Extension<Session>,
+    uri: Uri,
+    Path(id): Path<String>,
+) -> Response {
+    let Some(principal) = session.principal else {
+        return render::to_login(&uri);
+    };
+    let id = match parse_id(&session, &id) {
+        Ok(id) => id,
+        Err(response) => return response,
+    };
+    match state.sales.order(&principal, id).await {
+        Ok(order) => order_page(&state, &session, &order, StatusCode::OK, None).await,
+        Err(err) => render::service_error(&session, &uri, err),
+    }
+}
+
+/// `POST /orders/{id}/confirm` and `/cancel`.
+pub async fn act(
+    State(state): State<AppState>,
+    Extension(session): Extension<Session>,
+    uri: Uri,
+    Path((id, action)): Path<(String, String)>,
+) -> Response {
+    let id = match parse_id(&session, &id) {
+        Ok(id) => id,
+        Err(response) => return response,
+    };
+    let Some(principal) = session.principal else {
+        return render::to_login(&format!("/orders/{id}").parse().unwrap_or_default());
+    };
+    let outcome = match action.as_str() {
+        "confirm" => state.sales.confirm(&principal, id).await,
+        "cancel" => state.sales.cancel(&principal, id).await,
+        _ => return render::not_found(&session),
+    };
+    match outcome {
+        Ok(_) => Redirect::to(&format!("/orders/{id}")).into_response(),
+        Err(services::Error::Conflict { detail, code }) => {
+            let text = match code {
+                "reservation_expired" => "The reservation expired: its stock went back on sale.".to_owned(),
+                _ => detail,
+            };
+            match state.sales.order(&principal, id).await {
+                Ok(order) => order_page(&state, &session, &order, StatusCode::CONFLICT, Some(text)).await,
+                Err(err) => render::service_error(&session, &uri, err),
+            }
+        }
+        Err(err) => render::service_error(&session, &uri, err),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "shop/orders.html")]
+struct OrdersPage {
+    layout: Layout,
+    orders: Vec<OrderRow>,
+    next_cursor: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct CursorQuery {
+    cursor: Option<String>,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(session): Extension<Session>,
+    uri: Uri,
+    Query(query): Query<CursorQuery>,
+) -> Response {
+    let Some(principal) = session.principal else {
+        return render::to_login(&uri);
+    };
+    let cursor = query.cursor.filter(|c| !c.is_empty());
+    match state
+        .sales
+        .my_orders(&principal, Some(20), cursor.as_deref())
+        .await
+    {
+        Ok(page) => html(
+            StatusCode::OK,
+            &OrdersPage {
+                layout: Layout::with_bell(&session, &state, "My orders").await,
+                orders: page.data.iter().map(OrderRow::new).collect(),
+                next_cursor: page.next_cursor,
+            },
+        ),
+        Err(err) => render::service_error(&session, &uri, err),
+    }
+}
