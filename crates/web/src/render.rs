@@ -190,6 +190,11 @@ pub fn service_error(session: &Session, uri: &Uri, err: services::Error) -> Resp
         E::Overloaded { retry_after_seconds } => {
             busy(session, StatusCode::SERVICE_UNAVAILABLE, retry_after_seconds)
         }
+        unavailable @ E::Unavailable(_) => {
+            tracing::warn!(error = %services::error_chain(&unavailable), "dependency unavailable on a page");
+            // As the API answers: a restart or failover is a few seconds.
+            busy(session, StatusCode::SERVICE_UNAVAILABLE, 2)
+        }
         E::Conflict { detail, .. } => message(session, StatusCode::CONFLICT, "Not possible now", &detail),
         E::Validation(errors) => {
             let text = errors

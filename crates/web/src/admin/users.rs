@@ -168,7 +168,7 @@ pub async fn act(
             };
             state
                 .accounts
-                .update_by_admin(id, AdminUpdate { role, weight })
+                .update_by_admin(&principal, id, AdminUpdate { role, weight })
                 .await
                 .map(|_| ())
         }
