@@ -1,6 +1,7 @@
 //! Logs and metrics of the process.
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
@@ -48,6 +49,9 @@ pub fn init_tracing(format: LogFormat) {
         .try_init();
 }
 
+/// How often recorded histogram samples are folded into their buckets.
+const METRICS_UPKEEP: Duration = Duration::from_secs(5);
+
 /// The metrics recorder is process-wide by the `metrics` crate's design;
 /// install it once and share its handle with every app in the process.
 pub(crate) fn metrics_handle() -> Option<PrometheusHandle> {
@@ -58,7 +62,21 @@ pub(crate) fn metrics_handle() -> Option<PrometheusHandle> {
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
             ];
             let builder = PrometheusBuilder::new().set_buckets(&buckets).ok()?;
-            builder.install_recorder().ok()
+            let handle = builder.install_recorder().ok()?;
+            // Histograms hold every sample until upkeep folds them into
+            // their buckets; `install_recorder` leaves that to us, and
+            // without it a server nobody scrapes grows with each request.
+            let upkeep = handle.clone();
+            std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(METRICS_UPKEEP);
+                        upkeep.run_upkeep();
+                    }
+                })
+                .ok()?;
+            Some(handle)
         })
         .clone()
 }
