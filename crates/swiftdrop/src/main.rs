@@ -6,6 +6,22 @@ use domain::clock::Clock;
 use swiftdrop::{Config, Roles, config::LogFormat};
 use tokio::net::TcpListener;
 
+/// jemalloc rather than the platform's malloc: under a sale, glibc kept
+/// every arena's freed memory (RSS stayed at its peak after the load) and
+/// its arena locks showed up in the hot path; jemalloc's background
+/// threads give idle memory back. See docs/benchmarks.md.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's settings, read before `main`: memory freed and left unused
+/// for a second is returned to the system (the default waits ten).
+/// `MALLOC_CONF` in the environment still overrides this.
+#[cfg(not(target_env = "msvc"))]
+#[allow(non_upper_case_globals)]
+#[unsafe(no_mangle)]
+static malloc_conf: &[u8; 20] = b"dirty_decay_ms:1000\0";
+
 /// SwiftDrop: live commerce drops, flash sales, auctions and community events.
 #[derive(Parser)]
 #[command(version, about)]
