@@ -7,8 +7,9 @@ use clap::Args;
 use tokio::sync::Mutex;
 
 use crate::crowd::Crowd;
-use crate::flash_sale::{admin_password, server_addr};
+use crate::flash_sale::server_addr;
 use crate::setup;
+use crate::setup::admin_password;
 use crate::stats::Latencies;
 use crate::wire::{AddressPool, Connection};
 

@@ -8,10 +8,10 @@ use clap::Args;
 use futures::StreamExt;
 
 use crate::crowd::Crowd;
-use crate::flash_sale::admin_password;
 use crate::frames;
-use crate::memory::server_gauge;
+use crate::memory::{histogram_counts, histogram_gain, server_gauge};
 use crate::setup;
+use crate::setup::admin_password;
 use crate::stats::Latencies;
 
 #[derive(Debug, Clone, Args)]
@@ -79,16 +79,8 @@ fn raise_file_limit() -> u64 {
 /// Histogram bounds of `swiftdrop_push_seconds` the report shows.
 const PUSH_BOUNDS: [&str; 4] = ["0.025", "0.05", "0.1", "0.25"];
 
-/// How many notifications the server had finished pushing within each of
-/// [`PUSH_BOUNDS`] (cumulative counts from its /metrics).
-async fn push_buckets(base: &str) -> Vec<Option<f64>> {
-    let mut counts = Vec::with_capacity(PUSH_BOUNDS.len());
-    for bound in PUSH_BOUNDS {
-        let series = format!("swiftdrop_push_seconds_bucket{{type=\"notification\",le=\"{bound}\"}}");
-        counts.push(server_gauge(base, &series).await);
-    }
-    counts
-}
+/// The series of `swiftdrop_push_seconds` the report reads.
+const PUSH_SERIES: &str = "swiftdrop_push_seconds_bucket{type=\"notification\"";
 
 /// Milliseconds since the epoch of an RFC 3339 time.
 fn epoch_ms(timestamp: &str) -> Option<f64> {
@@ -156,7 +148,7 @@ pub async fn run(options: FanoutOptions) -> anyhow::Result<FanoutReport> {
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
     let memory_after = server_gauge(&base, "swiftdrop_process_resident_bytes").await;
-    let pushes_before = push_buckets(&base).await;
+    let pushes_before = histogram_counts(&base, PUSH_SERIES, &PUSH_BOUNDS).await;
     let held = server_gauge(&base, "swiftdrop_websocket_sockets")
         .await
         .unwrap_or(0.0);
@@ -230,13 +222,10 @@ pub async fn run(options: FanoutOptions) -> anyhow::Result<FanoutReport> {
         delivered as f64 * 100.0 / expected.max(1) as f64
     );
     println!("latency         {}", latencies.summary());
-    let pushes_after = push_buckets(&base).await;
-    let within: Vec<String> = PUSH_BOUNDS
-        .iter()
-        .zip(pushes_before.iter().zip(&pushes_after))
-        .filter_map(|(bound, (before, after))| {
-            Some(format!("{bound} s: {}", after.as_ref()? - before.as_ref()?))
-        })
+    let pushes_after = histogram_counts(&base, PUSH_SERIES, &PUSH_BOUNDS).await;
+    let within: Vec<String> = histogram_gain(&PUSH_BOUNDS, &pushes_before, &pushes_after)
+        .into_iter()
+        .map(|(bound, count)| format!("{bound} s: {count}"))
         .collect();
     if !within.is_empty() {
         println!(

@@ -11,7 +11,6 @@ use clap::Args;
 use futures::StreamExt;
 use tokio::sync::Mutex;
 
-use crate::crowd::Crowd;
 use crate::frames;
 use crate::memory;
 use crate::setup;
@@ -64,15 +63,6 @@ struct Tally {
     first_reservation: Option<Instant>,
     last_reservation: Option<Instant>,
     latencies: Latencies,
-}
-
-pub fn admin_password(given: Option<String>) -> anyhow::Result<String> {
-    match given {
-        Some(password) => Ok(password),
-        None => std::fs::read_to_string("data/demo-admin-password.txt")
-            .map(|p| p.trim().to_owned())
-            .context("pass --admin-password (or run the server with --demo from this folder)"),
-    }
 }
 
 pub fn server_addr(base: &str) -> anyhow::Result<SocketAddr> {
@@ -164,27 +154,18 @@ fn report_watchers(pages: Vec<Result<PageView, tokio::task::JoinError>>, last_sa
 pub async fn run(options: FlashSaleOptions) -> anyhow::Result<()> {
     let base = options.base_url.trim_end_matches('/').to_owned();
     let server = server_addr(&base)?;
-    let crowd = Crowd::new(options.users.min(4000) + 1)?;
-    let admin = setup::login(
-        &crowd,
-        0,
-        &base,
-        &options.admin,
-        &admin_password(options.admin_password.clone())?,
-    )
-    .await?;
     println!(
         "flash sale against {base}: {} users, stock {}, {} connections, {} s",
         options.users, options.stock, options.connections, options.seconds
     );
-    let started = Instant::now();
-    let prefix = format!("fs{}_", &uuid::Uuid::now_v7().simple().to_string()[24..]);
-    let tokens = Arc::new(setup::users(&crowd, &base, options.users, &prefix).await?);
-    println!(
-        "setup: {} users signed in in {:.1} s",
-        tokens.len(),
-        started.elapsed().as_secs_f64()
-    );
+    let setup::Cast { crowd, admin, tokens } = setup::cast(
+        &base,
+        options.users,
+        &options.admin,
+        options.admin_password.clone(),
+        "fs",
+    )
+    .await?;
     let (event_id, item_id) = setup::live_drop(&crowd, &base, &admin, options.stock).await?;
 
     let watchers = watch(

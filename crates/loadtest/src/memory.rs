@@ -24,6 +24,28 @@ pub async fn server_gauge(base: &str, name: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// Cumulative counts of one histogram on the server's `/metrics` at each
+/// bound: `series` is the bucket series with its labels but the bound,
+/// e.g. `swiftdrop_push_seconds_bucket{type="notification"`.
+pub async fn histogram_counts(base: &str, series: &str, bounds: &[&str]) -> Vec<Option<f64>> {
+    let mut counts = Vec::with_capacity(bounds.len());
+    for bound in bounds {
+        counts.push(server_gauge(base, &format!("{series},le=\"{bound}\"}}")).await);
+    }
+    counts
+}
+
+/// What a histogram gained between two readings, per bound:
+/// `(bound, count)` pairs, none where the server does not say.
+pub fn histogram_gain(bounds: &[&str], before: &[Option<f64>], after: &[Option<f64>]) -> Vec<(String, f64)> {
+    bounds
+        .iter()
+        .zip(before.iter().zip(after))
+        // A series the server has not shown yet has counted nothing.
+        .filter_map(|(bound, (before, after))| Some(((*bound).to_owned(), (*after)? - before.unwrap_or(0.0))))
+        .collect()
+}
+
 /// The server's resident memory now, in MiB.
 pub async fn resident_mib(base: &str) -> Option<f64> {
     server_gauge(base, RESIDENT).await.map(|b| b / (1024.0 * 1024.0))

@@ -1,6 +1,7 @@
 //! Preparing a test: the admin's token, a crowd of signed-in users, a drop.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use reqwest::StatusCode;
@@ -54,6 +55,47 @@ pub async fn login(
         .as_str()
         .map(str::to_owned)
         .context("no access token")
+}
+
+/// The admin's password: the one given, or the demo's from `./data`.
+pub fn admin_password(given: Option<String>) -> anyhow::Result<String> {
+    match given {
+        Some(password) => Ok(password),
+        None => std::fs::read_to_string("data/demo-admin-password.txt")
+            .map(|p| p.trim().to_owned())
+            .context("pass --admin-password (or run the server with --demo from this folder)"),
+    }
+}
+
+/// Who a load test runs as: one client address per user (and one for the
+/// admin), the admin's token and the users' tokens.
+pub struct Cast {
+    pub crowd: Crowd,
+    pub admin: String,
+    pub tokens: Arc<Vec<String>>,
+}
+
+/// Signs the admin in (with `password`, or the demo's from `./data`), then
+/// signs up and in `users` customers named `<tag><random>_<n>`, and says
+/// how long that took.
+pub async fn cast(
+    base: &str,
+    users: usize,
+    admin: &str,
+    password: Option<String>,
+    tag: &str,
+) -> anyhow::Result<Cast> {
+    let crowd = Crowd::new(users.min(4000) + 1)?;
+    let admin = login(&crowd, 0, base, admin, &admin_password(password)?).await?;
+    let started = Instant::now();
+    let prefix = format!("{tag}{}_", &uuid::Uuid::now_v7().simple().to_string()[24..]);
+    let tokens = Arc::new(self::users(&crowd, base, users, &prefix).await?);
+    println!(
+        "setup: {} users signed in in {:.1} s",
+        tokens.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(Cast { crowd, admin, tokens })
 }
 
 /// Registers and signs in `count` users (a few at a time: each costs the

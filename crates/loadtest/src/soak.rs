@@ -12,8 +12,7 @@ use bytes::Bytes;
 use clap::Args;
 use serde_json::Value;
 
-use crate::crowd::Crowd;
-use crate::flash_sale::{admin_password, server_addr};
+use crate::flash_sale::server_addr;
 use crate::memory;
 use crate::setup;
 use crate::wire::{AddressPool, Connection};
@@ -70,11 +69,14 @@ struct Targets {
 pub async fn run(options: SoakOptions) -> anyhow::Result<()> {
     let base = options.base_url.trim_end_matches('/').to_owned();
     let server = server_addr(&base)?;
-    let crowd = Crowd::new(options.users.min(4000) + 1)?;
-    let password = admin_password(options.admin_password.clone())?;
-    let admin = setup::login(&crowd, 0, &base, &options.admin, &password).await?;
-    let prefix = format!("sk{}_", &uuid::Uuid::now_v7().simple().to_string()[24..]);
-    let tokens = Arc::new(setup::users(&crowd, &base, options.users, &prefix).await?);
+    let setup::Cast { crowd, admin, tokens } = setup::cast(
+        &base,
+        options.users,
+        &options.admin,
+        options.admin_password.clone(),
+        "sk",
+    )
+    .await?;
     // Stock enough to last: the soak is about time, not selling out.
     let (event_id, item_id) = setup::live_drop(&crowd, &base, &admin, 10_000_000).await?;
     let auction = setup::live_auction(&crowd, &base, &admin, 10, options.seconds).await?;
