@@ -12,6 +12,7 @@
 
 pub mod admin;
 pub mod assets;
+pub mod extract;
 pub mod forms;
 pub mod render;
 pub mod session;

@@ -174,8 +174,13 @@ pub fn busy(session: &Session, status: StatusCode, retry_after: u64) -> Response
 
 /// Sends a visitor to sign in, coming back to `uri` afterwards.
 pub fn to_login(uri: &Uri) -> Response {
-    let next = uri.path_and_query().map_or("/", |p| p.as_str());
-    let encoded: String = form_urlencoded::byte_serialize(next.as_bytes()).collect();
+    to_login_at(uri.path_and_query().map_or("/", |p| p.as_str()))
+}
+
+/// To the sign-in page, then back to `page` (a form's page rather than the
+/// address it posts to).
+pub fn to_login_at(page: &str) -> Response {
+    let encoded: String = form_urlencoded::byte_serialize(page.as_bytes()).collect();
     Redirect::to(&format!("/login?next={encoded}")).into_response()
 }
 

@@ -2,19 +2,20 @@
 
 use api::AppState;
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::Form;
+use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::{Extension, Form};
 use chrono::{DateTime, Utc};
 use domain::auctions::{Auction, AuctionInput};
 use serde::Deserialize;
+use services::accounts::Principal;
 use services::auctions::AuctionQuery;
 use services::catalog::BrowseRequest;
 use uuid::Uuid;
 
 use crate::admin::events::{ProductOption, parse_time};
-use crate::admin::require_admin;
+use crate::extract::{Admin, PagePath};
 use crate::forms::FieldErrors;
 use crate::render::{self, Layout, When, html, money, parse_price};
 use crate::session::Session;
@@ -243,14 +244,7 @@ async fn auctions_page(
     )
 }
 
-pub async fn list(
-    State(state): State<AppState>,
-    Extension(session): Extension<Session>,
-    uri: Uri,
-) -> Response {
-    if let Err(refused) = require_admin(&session, &uri) {
-        return refused;
-    }
+pub async fn list(State(state): State<AppState>, Admin { session, .. }: Admin, uri: Uri) -> Response {
     let form = AuctionFields::blank();
     auctions_page(
         &state,
@@ -267,16 +261,10 @@ pub async fn list(
 
 pub async fn edit(
     State(state): State<AppState>,
-    Extension(session): Extension<Session>,
+    Admin { session, .. }: Admin,
     uri: Uri,
-    Path(id): Path<String>,
+    PagePath(id): PagePath<Uuid>,
 ) -> Response {
-    if let Err(refused) = require_admin(&session, &uri) {
-        return refused;
-    }
-    let Ok(id) = id.parse::<Uuid>() else {
-        return render::not_found(&session);
-    };
     match state.auctions.get(id).await {
         Ok(auction) => {
             let form = AuctionFields::of(&auction);
@@ -300,38 +288,32 @@ pub async fn edit(
 /// `POST /admin/auctions`: create.
 pub async fn create(
     State(state): State<AppState>,
-    Extension(session): Extension<Session>,
+    Admin { session, principal }: Admin,
     uri: Uri,
     Form(form): Form<AuctionFields>,
 ) -> Response {
-    save(state, session, uri, None, form).await
+    save(state, session, principal, uri, None, form).await
 }
 
 /// `POST /admin/auctions/{id}`: edit (while scheduled).
 pub async fn update(
     State(state): State<AppState>,
-    Extension(session): Extension<Session>,
+    Admin { session, principal }: Admin,
     uri: Uri,
-    Path(id): Path<String>,
+    PagePath(id): PagePath<Uuid>,
     Form(form): Form<AuctionFields>,
 ) -> Response {
-    match id.parse::<Uuid>() {
-        Ok(id) => save(state, session, uri, Some(id), form).await,
-        Err(_) => render::not_found(&session),
-    }
+    save(state, session, principal, uri, Some(id), form).await
 }
 
 async fn save(
     state: AppState,
     session: Session,
+    principal: Principal,
     uri: Uri,
     editing: Option<Uuid>,
     form: AuctionFields,
 ) -> Response {
-    let principal = match require_admin(&session, &uri) {
-        Ok(principal) => principal,
-        Err(refused) => return refused,
-    };
     let again = async |status: StatusCode, errors: FieldErrors, notice: Option<String>| {
         auctions_page(
             &state,

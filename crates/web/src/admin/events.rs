@@ -3,17 +3,17 @@
 
 use api::AppState;
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::Form;
+use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::{Extension, Form};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use domain::events::{EventInput, EventStatus, ItemInput};
 use services::catalog::BrowseRequest;
 use services::events::{DropInput, EventQuery};
 use uuid::Uuid;
 
-use crate::admin::require_admin;
+use crate::extract::{Admin, PagePath};
 use crate::forms::FieldErrors;
 use crate::render::{self, Layout, When, html, money, parse_price};
 use crate::session::Session;
@@ -136,14 +136,7 @@ async fn page(
     )
 }
 
-pub async fn list(
-    State(state): State<AppState>,
-    Extension(session): Extension<Session>,
-    uri: Uri,
-) -> Response {
-    if let Err(refused) = require_admin(&session, &uri) {
-        return refused;
-    }
+pub async fn list(State(state): State<AppState>, Admin { session, .. }: Admin, uri: Uri) -> Response {
     page(
         &state,
         &session,
@@ -318,14 +311,10 @@ fn form_errors(errors: domain::ValidationErrors) -> FieldErrors {
 
 pub async fn create(
     State(state): State<AppState>,
-    Extension(session): Extension<Session>,
+    Admin { session, principal }: Admin,
     uri: Uri,
     Form(pairs): Form<Vec<(String, String)>>,
 ) -> Response {
-    let principal = match require_admin(&session, &uri) {
-        Ok(principal) => principal,
-        Err(refused) => return refused,
-    };
     let mut form = read_form(&pairs);
     let (input, drop) = match to_input(&form) {
         Ok(parsed) => parsed,
@@ -445,33 +434,20 @@ async fn event_page(
 
 pub async fn show(
     State(state): State<AppState>,
-    Extension(session): Extension<Session>,
+    Admin { session, .. }: Admin,
     uri: Uri,
-    Path(id): Path<String>,
+    PagePath(id): PagePath<Uuid>,
 ) -> Response {
-    if let Err(refused) = require_admin(&session, &uri) {
-        return refused;
-    }
-    let Ok(id) = id.parse::<Uuid>() else {
-        return render::not_found(&session);
-    };
     event_page(&state, &session, &uri, id, StatusCode::OK, None).await
 }
 
 /// `POST /admin/events/{id}/open` and `/close`.
 pub async fn act(
     State(state): State<AppState>,
-    Extension(session): Extension<Session>,
+    Admin { session, principal }: Admin,
     uri: Uri,
-    Path((id, action)): Path<(String, String)>,
+    PagePath((id, action)): PagePath<(Uuid, String)>,
 ) -> Response {
-    let principal = match require_admin(&session, &uri) {
-        Ok(principal) => principal,
-        Err(refused) => return refused,
-    };
-    let Ok(id) = id.parse::<Uuid>() else {
-        return render::not_found(&session);
-    };
     let status = match action.as_str() {
         "open" => EventStatus::Live,
         "close" => EventStatus::Closed,
@@ -489,16 +465,10 @@ pub async fn act(
 /// `GET /admin/events/{id}/edit`: the drop's form, filled in.
 pub async fn edit_page(
     State(state): State<AppState>,
-    Extension(session): Extension<Session>,
+    Admin { session, .. }: Admin,
     uri: Uri,
-    Path(id): Path<String>,
+    PagePath(id): PagePath<Uuid>,
 ) -> Response {
-    if let Err(refused) = require_admin(&session, &uri) {
-        return refused;
-    }
-    let Ok(id) = id.parse::<Uuid>() else {
-        return render::not_found(&session);
-    };
     let details = match state.events.get(id).await {
         Ok(details) => details,
         Err(err) => return render::service_error(&session, &uri, err),
@@ -549,18 +519,11 @@ pub async fn edit_page(
 /// (items keep their ids), while it is scheduled.
 pub async fn update(
     State(state): State<AppState>,
-    Extension(session): Extension<Session>,
+    Admin { session, principal }: Admin,
     uri: Uri,
-    Path(id): Path<String>,
+    PagePath(id): PagePath<Uuid>,
     Form(pairs): Form<Vec<(String, String)>>,
 ) -> Response {
-    let principal = match require_admin(&session, &uri) {
-        Ok(principal) => principal,
-        Err(refused) => return refused,
-    };
-    let Ok(id) = id.parse::<Uuid>() else {
-        return render::not_found(&session);
-    };
     let mut form = read_form(&pairs);
     form.items.push(ItemFields::default());
     let status = StatusCode::UNPROCESSABLE_ENTITY;

@@ -10,14 +10,14 @@ pub mod users;
 use api::AppState;
 use api::views::DashboardView;
 use askama::Template;
+use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::Response;
 use axum::routing::{get, post};
-use axum::{Extension, Router};
 
+use crate::extract::Admin;
 use crate::render::{self, Layout, html, money};
-use crate::session::Session;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -42,15 +42,6 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/auctions/{id}", get(auctions::edit).post(auctions::update))
         .route("/admin/users", get(users::list))
         .route("/admin/users/{id}/{action}", post(users::act))
-}
-
-/// The admin's principal, or the answer for anyone else.
-pub fn require_admin(session: &Session, uri: &Uri) -> Result<services::accounts::Principal, Response> {
-    match session.principal {
-        None => Err(render::to_login(uri)),
-        Some(principal) if session.is_admin() => Ok(principal),
-        Some(_) => Err(render::forbidden(session, "This page is for administrators.")),
-    }
 }
 
 pub struct Figure {
@@ -81,14 +72,7 @@ struct DashboardPage {
     top: Vec<TopRow>,
 }
 
-async fn dashboard(
-    State(state): State<AppState>,
-    Extension(session): Extension<Session>,
-    uri: Uri,
-) -> Response {
-    if let Err(refused) = require_admin(&session, &uri) {
-        return refused;
-    }
+async fn dashboard(State(state): State<AppState>, Admin { session, .. }: Admin, uri: Uri) -> Response {
     let (dashboard, daily) = match tokio::try_join!(state.admin.dashboard(), state.sales.daily_revenue(30)) {
         Ok(both) => both,
         Err(err) => return render::service_error(&session, &uri, err),

@@ -2,16 +2,16 @@
 
 use api::AppState;
 use askama::Template;
-use axum::extract::{Multipart, Path, Query, State};
+use axum::Form;
+use axum::extract::{Multipart, Query, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::{Extension, Form};
 use domain::catalog::{Product, ProductInput};
 use serde::Deserialize;
 use services::catalog::BrowseRequest;
 use uuid::Uuid;
 
-use crate::admin::require_admin;
+use crate::extract::{Admin, PagePath};
 use crate::forms::FieldErrors;
 use crate::render::{self, Layout, html, money, parse_price};
 use crate::session::{CSRF_FIELD, Session};
@@ -151,13 +151,10 @@ async fn products_page(
 
 pub async fn list(
     State(state): State<AppState>,
-    Extension(session): Extension<Session>,
+    Admin { session, .. }: Admin,
     uri: Uri,
     Query(query): Query<ListQuery>,
 ) -> Response {
-    if let Err(refused) = require_admin(&session, &uri) {
-        return refused;
-    }
     let form = ProductFields {
         currency: "EUR".to_owned(),
         ..ProductFields::default()
@@ -176,13 +173,10 @@ pub async fn list(
 
 pub async fn create(
     State(state): State<AppState>,
-    Extension(session): Extension<Session>,
+    Admin { session, .. }: Admin,
     uri: Uri,
     Form(form): Form<ProductFields>,
 ) -> Response {
-    if let Err(refused) = require_admin(&session, &uri) {
-        return refused;
-    }
     let again = async |errors: FieldErrors| {
         products_page(
             &state,
@@ -217,16 +211,10 @@ struct ProductPage {
 
 pub async fn show(
     State(state): State<AppState>,
-    Extension(session): Extension<Session>,
+    Admin { session, .. }: Admin,
     uri: Uri,
-    Path(id): Path<String>,
+    PagePath(id): PagePath<Uuid>,
 ) -> Response {
-    if let Err(refused) = require_admin(&session, &uri) {
-        return refused;
-    }
-    let Ok(id) = id.parse::<Uuid>() else {
-        return render::not_found(&session);
-    };
     match state.catalog.product(id).await {
         Ok(product) => html(
             StatusCode::OK,
@@ -244,17 +232,11 @@ pub async fn show(
 /// `POST /admin/products/{id}`: the edit.
 pub async fn update(
     State(state): State<AppState>,
-    Extension(session): Extension<Session>,
+    Admin { session, .. }: Admin,
     uri: Uri,
-    Path(id): Path<String>,
+    PagePath(id): PagePath<Uuid>,
     Form(form): Form<ProductFields>,
 ) -> Response {
-    if let Err(refused) = require_admin(&session, &uri) {
-        return refused;
-    }
-    let Ok(id) = id.parse::<Uuid>() else {
-        return render::not_found(&session);
-    };
     let again = |errors: FieldErrors| {
         html(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -280,16 +262,10 @@ pub async fn update(
 /// `POST /admin/products/{id}/delete`: the soft delete.
 pub async fn delete(
     State(state): State<AppState>,
-    Extension(session): Extension<Session>,
+    Admin { session, .. }: Admin,
     uri: Uri,
-    Path(id): Path<String>,
+    PagePath(id): PagePath<Uuid>,
 ) -> Response {
-    if let Err(refused) = require_admin(&session, &uri) {
-        return refused;
-    }
-    let Ok(id) = id.parse::<Uuid>() else {
-        return render::not_found(&session);
-    };
     match state.catalog.delete_product(id).await {
         Ok(()) => Redirect::to("/admin/products").into_response(),
         Err(err) => render::service_error(&session, &uri, err),
@@ -300,18 +276,11 @@ pub async fn delete(
 /// uploads the image and sets it on the product.
 pub async fn image(
     State(state): State<AppState>,
-    Extension(session): Extension<Session>,
+    Admin { session, principal }: Admin,
     uri: Uri,
-    Path(id): Path<String>,
+    PagePath(id): PagePath<Uuid>,
     mut multipart: Multipart,
 ) -> Response {
-    let principal = match require_admin(&session, &uri) {
-        Ok(principal) => principal,
-        Err(refused) => return refused,
-    };
-    let Ok(id) = id.parse::<Uuid>() else {
-        return render::not_found(&session);
-    };
     let mut csrf_ok = false;
     let mut file = None;
     loop {

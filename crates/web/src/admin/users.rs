@@ -2,15 +2,15 @@
 
 use api::AppState;
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::Form;
+use axum::extract::{Query, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::{Extension, Form};
 use domain::user::{AdminUpdate, Role, UserFilter};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::admin::require_admin;
+use crate::extract::{Admin, PagePath};
 use crate::render::{self, Layout, html};
 use crate::session::Session;
 
@@ -94,13 +94,10 @@ async fn users_page(
 
 pub async fn list(
     State(state): State<AppState>,
-    Extension(session): Extension<Session>,
+    Admin { session, .. }: Admin,
     uri: Uri,
     Query(query): Query<UsersQuery>,
 ) -> Response {
-    if let Err(refused) = require_admin(&session, &uri) {
-        return refused;
-    }
     users_page(&state, &session, &uri, query, StatusCode::OK, None).await
 }
 
@@ -115,18 +112,11 @@ pub struct UserForm {
 /// and weight).
 pub async fn act(
     State(state): State<AppState>,
-    Extension(session): Extension<Session>,
+    Admin { session, principal }: Admin,
     uri: Uri,
-    Path((id, action)): Path<(String, String)>,
+    PagePath((id, action)): PagePath<(Uuid, String)>,
     Form(form): Form<UserForm>,
 ) -> Response {
-    let principal = match require_admin(&session, &uri) {
-        Ok(principal) => principal,
-        Err(refused) => return refused,
-    };
-    let Ok(id) = id.parse::<Uuid>() else {
-        return render::not_found(&session);
-    };
     let outcome = match action.as_str() {
         "activate" => state.accounts.set_active(&principal, id, true).await.map(|_| ()),
         "deactivate" => state.accounts.set_active(&principal, id, false).await.map(|_| ()),

@@ -83,7 +83,7 @@ pub async fn read_all(
     uri: Uri,
 ) -> Response {
     let Some(principal) = session.principal else {
-        return render::to_login(&"/notifications".parse().unwrap_or_default());
+        return render::to_login_at("/notifications");
     };
     match state.notifications.mark_all_read(&principal).await {
         Ok(()) => Redirect::to("/notifications").into_response(),
@@ -113,7 +113,7 @@ async fn profile_page(
     notice: Option<String>,
 ) -> Response {
     let Some(user) = session.user.as_deref() else {
-        return render::to_login(&"/profile".parse().unwrap_or_default());
+        return render::to_login_at("/profile");
     };
     let (display_name, full_name) = typed.unwrap_or_else(|| {
         (
@@ -177,7 +177,7 @@ pub async fn update_profile(
     Form(form): Form<ProfileForm>,
 ) -> Response {
     let Some(principal) = session.principal else {
-        return render::to_login(&"/profile".parse().unwrap_or_default());
+        return render::to_login_at("/profile");
     };
     let value = |v: &str| Some(Some(v.trim().to_owned()).filter(|v| !v.is_empty()));
     let update = ProfileUpdate {
@@ -217,7 +217,7 @@ pub async fn change_password(
     Form(form): Form<PasswordForm>,
 ) -> Response {
     let Some(principal) = session.principal else {
-        return render::to_login(&"/profile".parse().unwrap_or_default());
+        return render::to_login_at("/profile");
     };
     match state
         .accounts

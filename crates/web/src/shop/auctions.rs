@@ -4,7 +4,7 @@
 use api::AppState;
 use api::extract::ClientIp;
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form};
@@ -12,6 +12,7 @@ use serde::Deserialize;
 use services::auctions::Standings;
 use uuid::Uuid;
 
+use crate::extract::PagePath;
 use crate::forms::FieldErrors;
 use crate::render::{self, Layout, When, html, money, parse_price};
 use crate::session::Session;
@@ -118,11 +119,8 @@ pub async fn show(
     State(state): State<AppState>,
     Extension(session): Extension<Session>,
     uri: Uri,
-    Path(id): Path<String>,
+    PagePath(id): PagePath<Uuid>,
 ) -> Response {
-    let Ok(id) = id.parse::<Uuid>() else {
-        return render::not_found(&session);
-    };
     match state.auctions.standings(id, None).await {
         Ok(standings) => {
             render_page(
@@ -151,14 +149,11 @@ pub async fn bid(
     Extension(session): Extension<Session>,
     ClientIp(ip): ClientIp,
     uri: Uri,
-    Path(id): Path<String>,
+    PagePath(id): PagePath<Uuid>,
     Form(form): Form<BidForm>,
 ) -> Response {
-    let Ok(id) = id.parse::<Uuid>() else {
-        return render::not_found(&session);
-    };
     let Some(principal) = session.principal else {
-        return render::to_login(&format!("/auctions/{id}").parse().unwrap_or_default());
+        return render::to_login_at(&format!("/auctions/{id}"));
     };
     let again = async |status: StatusCode, errors: FieldErrors, notice: Option<String>| -> Response {
         match state.auctions.standings(id, None).await {

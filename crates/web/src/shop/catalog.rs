@@ -3,7 +3,7 @@
 
 use api::AppState;
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form};
@@ -12,6 +12,7 @@ use serde::Deserialize;
 use services::catalog::BrowseRequest;
 use uuid::Uuid;
 
+use crate::extract::PagePath;
 use crate::forms::FieldErrors;
 use crate::render::{self, Layout, When, html, money, parse_price};
 use crate::session::Session;
@@ -260,32 +261,23 @@ async fn product_page(
     )
 }
 
-fn parse_id(session: &Session, id: &str) -> Result<Uuid, Response> {
-    id.parse().map_err(|_| render::not_found(session))
-}
-
 pub async fn show(
     State(state): State<AppState>,
     Extension(session): Extension<Session>,
     uri: Uri,
-    Path(id): Path<String>,
+    PagePath(id): PagePath<Uuid>,
 ) -> Response {
-    match parse_id(&session, &id) {
-        Ok(id) => {
-            product_page(
-                &state,
-                &session,
-                &uri,
-                id,
-                StatusCode::OK,
-                (String::new(), String::new()),
-                FieldErrors::default(),
-                None,
-            )
-            .await
-        }
-        Err(response) => response,
-    }
+    product_page(
+        &state,
+        &session,
+        &uri,
+        id,
+        StatusCode::OK,
+        (String::new(), String::new()),
+        FieldErrors::default(),
+        None,
+    )
+    .await
 }
 
 #[derive(Deserialize, Default)]
@@ -299,15 +291,11 @@ pub async fn review(
     State(state): State<AppState>,
     Extension(session): Extension<Session>,
     uri: Uri,
-    Path(id): Path<String>,
+    PagePath(id): PagePath<Uuid>,
     Form(form): Form<ReviewForm>,
 ) -> Response {
-    let id = match parse_id(&session, &id) {
-        Ok(id) => id,
-        Err(response) => return response,
-    };
     let Some(principal) = session.principal else {
-        return render::to_login(&format!("/products/{id}").parse().unwrap_or_default());
+        return render::to_login_at(&format!("/products/{id}"));
     };
     let typed = (form.rating.clone(), form.comment.clone());
     let Ok(rating) = form.rating.trim().parse::<i64>() else {
@@ -350,14 +338,10 @@ pub async fn wish(
     State(state): State<AppState>,
     Extension(session): Extension<Session>,
     uri: Uri,
-    Path((id, action)): Path<(String, String)>,
+    PagePath((id, action)): PagePath<(Uuid, String)>,
 ) -> Response {
-    let id = match parse_id(&session, &id) {
-        Ok(id) => id,
-        Err(response) => return response,
-    };
     let Some(principal) = session.principal else {
-        return render::to_login(&format!("/products/{id}").parse().unwrap_or_default());
+        return render::to_login_at(&format!("/products/{id}"));
     };
     let outcome = match action.as_str() {
         "wishlist" => state.catalog.add_to_wishlist(principal.user_id, id).await,

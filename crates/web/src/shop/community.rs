@@ -3,7 +3,7 @@
 
 use api::AppState;
 use askama::Template;
-use axum::extract::{Multipart, Path, State};
+use axum::extract::{Multipart, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form};
@@ -14,6 +14,7 @@ use services::events::EventEdit;
 use uuid::Uuid;
 
 use crate::admin::events::parse_time;
+use crate::extract::PagePath;
 use crate::forms::FieldErrors;
 use crate::render::{self, Layout, html};
 use crate::session::{CSRF_FIELD, Session};
@@ -184,22 +185,14 @@ pub async fn create(
     }
 }
 
-fn parse_id(session: &Session, id: &str) -> Result<Uuid, Response> {
-    id.parse().map_err(|_| render::not_found(session))
-}
-
 pub async fn edit_page(
     State(state): State<AppState>,
     Extension(session): Extension<Session>,
     uri: Uri,
-    Path(id): Path<String>,
+    PagePath(id): PagePath<Uuid>,
 ) -> Response {
     let Some(principal) = session.principal else {
         return render::to_login(&uri);
-    };
-    let id = match parse_id(&session, &id) {
-        Ok(id) => id,
-        Err(response) => return response,
     };
     match state.events.get(id).await {
         Ok(details) if details.event.is_owned_by(principal.user_id) || principal.role == Role::Admin => {
@@ -221,15 +214,11 @@ pub async fn update(
     State(state): State<AppState>,
     Extension(session): Extension<Session>,
     uri: Uri,
-    Path(id): Path<String>,
+    PagePath(id): PagePath<Uuid>,
     Form(form): Form<EventFields>,
 ) -> Response {
     let Some(principal) = session.principal else {
         return render::to_login(&uri);
-    };
-    let id = match parse_id(&session, &id) {
-        Ok(id) => id,
-        Err(response) => return response,
     };
     let action = format!("/events/{id}/edit");
     let attachment = match state.events.get(id).await {
@@ -259,14 +248,10 @@ pub async fn act(
     State(state): State<AppState>,
     Extension(session): Extension<Session>,
     uri: Uri,
-    Path((id, action)): Path<(String, String)>,
+    PagePath((id, action)): PagePath<(Uuid, String)>,
 ) -> Response {
-    let id = match parse_id(&session, &id) {
-        Ok(id) => id,
-        Err(response) => return response,
-    };
     let Some(principal) = session.principal else {
-        return render::to_login(&format!("/events/{id}").parse().unwrap_or_default());
+        return render::to_login_at(&format!("/events/{id}"));
     };
     let events = &state.events;
     let outcome = match action.as_str() {
@@ -295,15 +280,11 @@ pub async fn comment(
     State(state): State<AppState>,
     Extension(session): Extension<Session>,
     uri: Uri,
-    Path(id): Path<String>,
+    PagePath(id): PagePath<Uuid>,
     Form(form): Form<CommentForm>,
 ) -> Response {
-    let id = match parse_id(&session, &id) {
-        Ok(id) => id,
-        Err(response) => return response,
-    };
     let Some(principal) = session.principal else {
-        return render::to_login(&format!("/events/{id}").parse().unwrap_or_default());
+        return render::to_login_at(&format!("/events/{id}"));
     };
     let posted = match form.parent_id.trim() {
         "" => state.events.comment(&principal, id, &form.body).await,
@@ -323,15 +304,11 @@ pub async fn attachment(
     State(state): State<AppState>,
     Extension(session): Extension<Session>,
     uri: Uri,
-    Path(id): Path<String>,
+    PagePath(id): PagePath<Uuid>,
     mut multipart: Multipart,
 ) -> Response {
-    let id = match parse_id(&session, &id) {
-        Ok(id) => id,
-        Err(response) => return response,
-    };
     let Some(principal) = session.principal else {
-        return render::to_login(&format!("/events/{id}").parse().unwrap_or_default());
+        return render::to_login_at(&format!("/events/{id}"));
     };
     let mut csrf_ok = false;
     let mut file = None;

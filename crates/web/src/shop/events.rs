@@ -4,7 +4,7 @@
 use api::AppState;
 use api::extract::ClientIp;
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form};
@@ -12,6 +12,7 @@ use serde::Deserialize;
 use services::events::{EventDetails, EventQuery};
 use uuid::Uuid;
 
+use crate::extract::PagePath;
 use crate::render::{self, Layout, When, html, money};
 use crate::session::Session;
 use crate::shop::home::DropCard;
@@ -161,11 +162,8 @@ pub async fn show(
     State(state): State<AppState>,
     Extension(session): Extension<Session>,
     uri: Uri,
-    Path(id): Path<String>,
+    PagePath(id): PagePath<Uuid>,
 ) -> Response {
-    let Ok(id) = id.parse::<Uuid>() else {
-        return render::not_found(&session);
-    };
     let loaded = tokio::try_join!(state.events.get(id), state.events.threads(id, Some(50), None));
     match loaded {
         Ok((details, threads)) => {
@@ -192,14 +190,11 @@ pub async fn buy(
     Extension(session): Extension<Session>,
     ClientIp(ip): ClientIp,
     uri: Uri,
-    Path((event_id, item_id)): Path<(String, String)>,
+    PagePath((event_id, item_id)): PagePath<(Uuid, Uuid)>,
     Form(form): Form<BuyForm>,
 ) -> Response {
-    let (Ok(event_id), Ok(item_id)) = (event_id.parse::<Uuid>(), item_id.parse::<Uuid>()) else {
-        return render::not_found(&session);
-    };
     let Some(principal) = session.principal else {
-        return render::to_login(&format!("/events/{event_id}").parse().unwrap_or_default());
+        return render::to_login_at(&format!("/events/{event_id}"));
     };
     let refuse = async |status: StatusCode, text: String| -> Response {
         match state.events.get(event_id).await {
