@@ -1,6 +1,7 @@
 //! The catalog: products, browsing, reviews, wishlists and the product
 //! side of the admin dashboard.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -91,6 +92,11 @@ impl CatalogService {
 
     pub async fn product(&self, id: Uuid) -> Result<Product> {
         Ok(self.store.product(id).await?)
+    }
+
+    /// The names of these products, deleted ones included.
+    pub async fn product_names(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, String>> {
+        Ok(self.store.product_names(ids).await?.into_iter().collect())
     }
 
     pub async fn browse(&self, request: BrowseRequest) -> Result<Page<Product>> {

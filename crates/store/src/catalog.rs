@@ -9,6 +9,7 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use crate::db::{BeginWrite, contains_pattern};
+use crate::events::push_list;
 use crate::tx::{Tagged, TransactionSteps};
 use crate::{Backend, Result, SqlStore, Store, StoreError};
 
@@ -142,6 +143,9 @@ pub trait CatalogStore {
     /// A product that is not deleted.
     async fn product(&self, id: Uuid) -> Result<Product>;
     async fn list_products(&self, listing: &ProductListing) -> Result<Vec<Product>>;
+    /// The names of these products, deleted ones included (an order keeps
+    /// showing what was bought).
+    async fn product_names(&self, ids: &[Uuid]) -> Result<Vec<(Uuid, String)>>;
 
     /// Creates or replaces the user's review and updates the product's
     /// rating in the same transaction.
@@ -263,6 +267,18 @@ impl CatalogStore for SqlStore {
             .bind(id)
             .fetch_one(pool)
             .await?))
+    }
+
+    async fn product_names(&self, ids: &[Uuid]) -> Result<Vec<(Uuid, String)>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        on_pool!(self, pool => {
+            let mut query = sqlx::QueryBuilder::new("SELECT id, name FROM products WHERE id IN (");
+            push_list!(query, ids);
+            query.push(")");
+            Ok(query.build_query_as().fetch_all(pool).await?)
+        })
     }
 
     async fn list_products(&self, listing: &ProductListing) -> Result<Vec<Product>> {

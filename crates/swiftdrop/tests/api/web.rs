@@ -566,6 +566,10 @@ async fn a_customer_buys_confirms_and_the_admin_sees_the_revenue() {
     assert!(!order.body.contains(">Confirm order"));
     let list = buyer.get("/orders").await;
     assert!(list.body.contains(&order_path));
+    assert!(
+        list.body.contains("<td>Web sneaker</td>"),
+        "the list names what was bought"
+    );
 
     let mut admin = Browser::new(&app);
     admin.sign_in("seller").await;

@@ -4,18 +4,24 @@
 use api::AppState;
 use askama::Template;
 use axum::Extension;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
 use domain::sales::{Order, OrderStatus};
 use serde::Deserialize;
 use uuid::Uuid;
 
+use crate::extract::PagePath;
 use crate::render::{self, Layout, When, html, money};
 use crate::session::Session;
 
+/// What an order shows when its product cannot be read.
+const UNLISTED: &str = "A product no longer listed";
+
 pub struct OrderRow {
     pub id: String,
+    /// What was bought (in the list; the order page shows it apart).
+    pub product: String,
     pub status: String,
     pub quantity: i64,
     pub unit_price: String,
@@ -27,9 +33,10 @@ pub struct OrderRow {
 }
 
 impl OrderRow {
-    fn new(order: &Order) -> OrderRow {
+    fn new(order: &Order, product: String) -> OrderRow {
         OrderRow {
             id: order.id.to_string(),
+            product,
             status: order.status.as_str().to_owned(),
             quantity: order.quantity,
             unit_price: money(order.unit_price_cents, &order.currency),
@@ -71,34 +78,26 @@ async fn order_page(
         .product(order.product_id)
         .await
         .map(|p| p.name)
-        .unwrap_or_else(|_| "A product no longer listed".to_owned());
+        .unwrap_or_else(|_| UNLISTED.to_owned());
     html(
         status,
         &OrderPage {
             layout: Layout::with_bell(session, state, "Your order").await,
-            order: OrderRow::new(order),
+            order: OrderRow::new(order, String::new()),
             product,
             notice,
         },
     )
 }
 
-fn parse_id(session: &Session, id: &str) -> Result<Uuid, Response> {
-    id.parse().map_err(|_| render::not_found(session))
-}
-
 pub async fn show(
     State(state): State<AppState>,
     Extension(session): Extension<Session>,
     uri: Uri,
-    Path(id): Path<String>,
+    PagePath(id): PagePath<Uuid>,
 ) -> Response {
     let Some(principal) = session.principal else {
         return render::to_login(&uri);
-    };
-    let id = match parse_id(&session, &id) {
-        Ok(id) => id,
-        Err(response) => return response,
     };
     match state.sales.order(&principal, id).await {
         Ok(order) => order_page(&state, &session, &order, StatusCode::OK, None).await,
@@ -111,14 +110,10 @@ pub async fn act(
     State(state): State<AppState>,
     Extension(session): Extension<Session>,
     uri: Uri,
-    Path((id, action)): Path<(String, String)>,
+    PagePath((id, action)): PagePath<(Uuid, String)>,
 ) -> Response {
-    let id = match parse_id(&session, &id) {
-        Ok(id) => id,
-        Err(response) => return response,
-    };
     let Some(principal) = session.principal else {
-        return render::to_login(&format!("/orders/{id}").parse().unwrap_or_default());
+        return render::to_login_at(&format!("/orders/{id}"));
     };
     let outcome = match action.as_str() {
         "confirm" => state.sales.confirm(&principal, id).await,
@@ -165,19 +160,33 @@ pub async fn list(
         return render::to_login(&uri);
     };
     let cursor = query.cursor.filter(|c| !c.is_empty());
-    match state
+    let page = match state
         .sales
         .my_orders(&principal, Some(20), cursor.as_deref())
         .await
     {
-        Ok(page) => html(
-            StatusCode::OK,
-            &OrdersPage {
-                layout: Layout::with_bell(&session, &state, "My orders").await,
-                orders: page.data.iter().map(OrderRow::new).collect(),
-                next_cursor: page.next_cursor,
-            },
-        ),
-        Err(err) => render::service_error(&session, &uri, err),
-    }
+        Ok(page) => page,
+        Err(err) => return render::service_error(&session, &uri, err),
+    };
+    let products: Vec<Uuid> = page.data.iter().map(|o| o.product_id).collect();
+    let names = match state.catalog.product_names(&products).await {
+        Ok(names) => names,
+        Err(err) => return render::service_error(&session, &uri, err),
+    };
+    let orders = page
+        .data
+        .iter()
+        .map(|order| {
+            let name = names.get(&order.product_id).cloned();
+            OrderRow::new(order, name.unwrap_or_else(|| UNLISTED.to_owned()))
+        })
+        .collect();
+    html(
+        StatusCode::OK,
+        &OrdersPage {
+            layout: Layout::with_bell(&session, &state, "My orders").await,
+            orders,
+            next_cursor: page.next_cursor,
+        },
+    )
 }
