@@ -21,6 +21,7 @@ use domain::user::{Permission, Role};
 use gates::{Observed, StockGate};
 use moka::future::Cache;
 use store::Store;
+pub use store::events::Involvement;
 use store::events::{Attendance, DropItems, EventChange, EventFilter, Transition};
 use store::sales::SaleItem;
 use tokio::sync::Notify;
@@ -487,6 +488,11 @@ impl EventService {
 
     pub async fn unsubscribe(&self, principal: &Principal, id: Uuid) -> Result<()> {
         Ok(self.store.unsubscribe(id, principal.user_id).await?)
+    }
+
+    /// Whether the caller attends the event and follows its updates.
+    pub async fn involvement(&self, principal: &Principal, id: Uuid) -> Result<Involvement> {
+        Ok(self.store.involvement(id, principal.user_id).await?)
     }
 
     pub async fn comment(&self, principal: &Principal, event_id: Uuid, body: &str) -> Result<Comment> {

@@ -58,6 +58,13 @@ pub enum Attendance {
     AlreadyAttending,
 }
 
+/// Where a user stands with an event.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Involvement {
+    pub attending: bool,
+    pub subscribed: bool,
+}
+
 const COMMENT_COLUMNS: &str = "c.id, c.event_id, c.parent_id, c.user_id, u.username, c.body, c.created_at";
 
 /// A status the scheduler moved an event to.
@@ -99,6 +106,8 @@ pub trait EventStore {
     async fn leave(&self, event_id: Uuid, user_id: Uuid) -> Result<()>;
     async fn subscribe(&self, event_id: Uuid, user_id: Uuid) -> Result<()>;
     async fn unsubscribe(&self, event_id: Uuid, user_id: Uuid) -> Result<()>;
+    /// Whether the user attends the event and follows its updates.
+    async fn involvement(&self, event_id: Uuid, user_id: Uuid) -> Result<Involvement>;
 
     async fn add_comment(
         &self,
@@ -514,6 +523,20 @@ impl EventStore for SqlStore {
                 }
             }
             Ok(())
+        })
+    }
+
+    async fn involvement(&self, event_id: Uuid, user_id: Uuid) -> Result<Involvement> {
+        on_pool!(self, pool => {
+            let (attending, subscribed): (bool, bool) = sqlx::query_as(
+                "SELECT EXISTS (SELECT 1 FROM event_attendees WHERE event_id = $1 AND user_id = $2), \
+                        EXISTS (SELECT 1 FROM event_subscriptions WHERE event_id = $1 AND user_id = $2)",
+            )
+            .bind(event_id)
+            .bind(user_id)
+            .fetch_one(pool)
+            .await?;
+            Ok(Involvement { attending, subscribed })
         })
     }
 

@@ -874,6 +874,11 @@ async fn community_events_are_created_edited_attended_and_discussed_in_threads()
     let page = guest.get(&path).await;
     assert!(page.body.contains("Picnic in the park"));
     assert!(!page.body.contains("Edit event"), "only the owner edits");
+    let (attend_form, leave_form) = (
+        format!("action=\"{path}/attend\""),
+        format!("action=\"{path}/leave\""),
+    );
+    assert!(page.body.contains(&attend_form) && !page.body.contains(&leave_form));
     assert_eq!(
         guest.get(&format!("{path}/edit")).await.status,
         StatusCode::FORBIDDEN
@@ -911,6 +916,15 @@ async fn community_events_are_created_edited_attended_and_discussed_in_threads()
     assert_eq!(reply.status, StatusCode::SEE_OTHER);
     let page = guest.get(&path).await;
     assert!(page.body.contains("1 attending of 2"), "{}", page.body);
+    assert!(page.body.contains("You are attending."));
+    assert!(page.body.contains(&leave_form) && !page.body.contains(&attend_form));
+    let subscribe = guest
+        .post(&format!("{path}/subscribe"), &[("csrf_token", &page.csrf())])
+        .await;
+    assert_eq!(subscribe.status, StatusCode::SEE_OTHER);
+    let page = guest.get(&path).await;
+    assert!(page.body.contains(">Unsubscribe from updates<"));
+    assert!(!page.body.contains(">Subscribe to updates<"));
     assert!(page.body.contains("Count me in"));
     assert!(page.body.contains("class=\"depth-1\""), "the reply is nested");
     assert!(page.body.contains("See you there"));

@@ -9,7 +9,7 @@ use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form};
 use serde::Deserialize;
-use services::events::{EventDetails, EventQuery};
+use services::events::{EventDetails, EventQuery, Involvement};
 use uuid::Uuid;
 
 use crate::extract::PagePath;
@@ -79,6 +79,8 @@ struct EventPage {
     notice: Option<String>,
     comments: Vec<CommentRow>,
     can_edit: bool,
+    /// The caller's attendance and subscription, so each shows one button.
+    involvement: Involvement,
     /// A fresh key per render: a form sent twice reserves once.
     idempotency_key: String,
 }
@@ -98,6 +100,7 @@ fn event_page(
     layout: Layout,
     details: &EventDetails,
     threads: &[services::events::Thread],
+    involvement: Involvement,
     notice: Option<String>,
 ) -> EventPage {
     let event = &details.event;
@@ -109,6 +112,7 @@ fn event_page(
     EventPage {
         comments,
         can_edit,
+        involvement,
         layout,
         id: event.id.to_string(),
         title: event.title.clone(),
@@ -158,20 +162,30 @@ fn event_page(
     }
 }
 
+/// The caller's involvement with the event; a visitor has none.
+async fn involvement(state: &AppState, session: &Session, id: Uuid) -> services::Result<Involvement> {
+    match &session.principal {
+        Some(principal) => state.events.involvement(principal, id).await,
+        None => Ok(Involvement::default()),
+    }
+}
+
 pub async fn show(
     State(state): State<AppState>,
     Extension(session): Extension<Session>,
     uri: Uri,
     PagePath(id): PagePath<Uuid>,
 ) -> Response {
-    let loaded = tokio::try_join!(state.events.get(id), state.events.threads(id, Some(50), None));
+    let loaded = tokio::try_join!(
+        state.events.get(id),
+        state.events.threads(id, Some(50), None),
+        involvement(&state, &session, id),
+    );
     match loaded {
-        Ok((details, threads)) => {
+        Ok((details, threads, involvement)) => {
             let layout = Layout::with_bell(&session, &state, details.event.title.clone()).await;
-            html(
-                StatusCode::OK,
-                &event_page(&session, layout, &details, &threads.data, None),
-            )
+            let page = event_page(&session, layout, &details, &threads.data, involvement, None);
+            html(StatusCode::OK, &page)
         }
         Err(err) => render::service_error(&session, &uri, err),
     }
@@ -197,10 +211,17 @@ pub async fn buy(
         return render::to_login_at(&format!("/events/{event_id}"));
     };
     let refuse = async |status: StatusCode, text: String| -> Response {
-        match state.events.get(event_id).await {
-            Ok(details) => {
+        let loaded = tokio::try_join!(
+            state.events.get(event_id),
+            involvement(&state, &session, event_id)
+        );
+        match loaded {
+            Ok((details, involvement)) => {
                 let layout = Layout::new(&session, details.event.title.clone());
-                html(status, &event_page(&session, layout, &details, &[], Some(text)))
+                html(
+                    status,
+                    &event_page(&session, layout, &details, &[], involvement, Some(text)),
+                )
             }
             Err(err) => render::service_error(&session, &uri, err),
         }
