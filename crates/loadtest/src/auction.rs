@@ -13,7 +13,7 @@ use tokio::sync::Mutex;
 
 use crate::crowd::Crowd;
 use crate::flash_sale::server_addr;
-use crate::memory::{histogram_counts, histogram_gain};
+use crate::memory::{Footprint, histogram_counts, histogram_gain};
 use crate::setup;
 use crate::stats::Latencies;
 use crate::wire::{AddressPool, Connection};
@@ -167,6 +167,7 @@ pub async fn run(options: AuctionOptions) -> anyhow::Result<()> {
     // Pages reading the board are other clients than the bidders: they run
     // on their own thread, so a read is not timed while it waits behind
     // the load generator's own handling of thousands of bid answers.
+    let footprint = Footprint::start(&base).await;
     let served_before = histogram_counts(&base, BOARD_SERIES, &BOARD_BOUNDS).await;
     let readers = read_boards(server, pool.clone(), board_path, options.readers, deadline);
     let bidders = futures::future::join_all(bidders).await;
@@ -211,6 +212,13 @@ pub async fn run(options: AuctionOptions) -> anyhow::Result<()> {
             within.join(", ")
         );
     }
+    footprint
+        .report(&format!(
+            "{} bids accepted, {} bidders",
+            tally.accepted,
+            tally.last.len()
+        ))
+        .await;
     check_board(&crowd, &base, &auction, &tally.last).await
 }
 

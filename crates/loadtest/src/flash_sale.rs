@@ -178,8 +178,7 @@ pub async fn run(options: FlashSaleOptions) -> anyhow::Result<()> {
     )
     .await?;
 
-    let memory_before = memory::resident_mib(&base).await;
-    let peak = memory::PeakWatch::start(&base);
+    let footprint = memory::Footprint::start(&base).await;
     let pool = AddressPool::new(options.addresses);
     let tally = Arc::new(Mutex::new(Tally::default()));
     let path = format!("/api/v1/purchase/{item_id}");
@@ -270,16 +269,7 @@ pub async fn run(options: FlashSaleOptions) -> anyhow::Result<()> {
     if !watchers.is_empty() {
         report_watchers(futures::future::join_all(watchers).await, tally.last_reservation);
     }
-    let (peak, after) = (peak.stop().await, memory::resident_mib(&base).await);
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    println!(
-        "server memory   {} before, peak {}, {} after, {} after 5 s idle ({} orders held)",
-        memory::mib(memory_before),
-        memory::mib(peak),
-        memory::mib(after),
-        memory::mib(memory::resident_mib(&base).await),
-        sold
-    );
+    footprint.report(&format!("{sold} orders held")).await;
     println!(
         "invariant       sold {sold} of {total}; stock + held == total: {}; oversold: {}; reservations answered 201: {}",
         if balanced { "yes" } else { "NO" },

@@ -86,6 +86,37 @@ impl PeakWatch {
     }
 }
 
+/// The server's memory over a run: before it, its peak, at its end and
+/// after 5 s idle, printed as one line.
+pub struct Footprint {
+    base: String,
+    before: Option<f64>,
+    peak: PeakWatch,
+}
+
+impl Footprint {
+    pub async fn start(base: &str) -> Footprint {
+        Footprint {
+            base: base.to_owned(),
+            before: resident_mib(base).await,
+            peak: PeakWatch::start(base),
+        }
+    }
+
+    /// Prints the line; `held` says what the server holds by then.
+    pub async fn report(self, held: &str) {
+        let (peak, after) = (self.peak.stop().await, resident_mib(&self.base).await);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        println!(
+            "server memory   {} before, peak {}, {} after, {} after 5 s idle ({held})",
+            mib(self.before),
+            mib(peak),
+            mib(after),
+            mib(resident_mib(&self.base).await),
+        );
+    }
+}
+
 /// `12.3 MiB`, or that the server did not say.
 pub fn mib(value: Option<f64>) -> String {
     value.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.1} MiB"))
