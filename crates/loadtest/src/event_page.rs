@@ -8,6 +8,7 @@ use tokio::sync::Mutex;
 
 use crate::crowd::Crowd;
 use crate::flash_sale::server_addr;
+use crate::memory::Footprint;
 use crate::setup;
 use crate::setup::admin_password;
 use crate::stats::Latencies;
@@ -54,6 +55,7 @@ pub async fn run(options: EventPageOptions) -> anyhow::Result<()> {
     let pool = AddressPool::new(options.addresses);
     let deadline = Instant::now() + Duration::from_secs(options.seconds);
     let results = Arc::new(Mutex::new((0u64, 0u64, Latencies::new())));
+    let footprint = Footprint::start(&base).await;
     let started = Instant::now();
     let workers = (0..options.connections).map(|_| {
         let (pool, path, results) = (pool.clone(), path.clone(), results.clone());
@@ -84,5 +86,6 @@ pub async fn run(options: EventPageOptions) -> anyhow::Result<()> {
         *ok as f64 / elapsed
     );
     println!("latency         {}", latencies.summary());
+    footprint.report(&format!("{ok} page reads")).await;
     Ok(())
 }
