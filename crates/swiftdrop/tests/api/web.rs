@@ -498,6 +498,43 @@ async fn every_fixed_page_answers_for_the_right_user() {
 }
 
 #[tokio::test]
+async fn a_buyer_past_the_purchase_limit_gets_a_429_page_with_retry_after() {
+    let app = TestApp::start_with(|c| {
+        c.purchase_requests_per_second = 1;
+        c.purchase_burst = 1;
+    })
+    .await;
+    let (_, admin_token) = app.admin("seller").await;
+    let (event, item) = live_drop(&app, &admin_token, 5).await;
+    let mut buyer = Browser::new(&app);
+    buyer.sign_up("hasty").await;
+    let csrf = buyer.get(&format!("/events/{event}")).await.csrf();
+    let path = format!("/events/{event}/items/{item}/buy");
+    let form = |key| {
+        [
+            ("csrf_token", csrf.as_str()),
+            ("quantity", "1"),
+            ("idempotency_key", key),
+        ]
+    };
+    let first = buyer.post(&path, &form("first")).await;
+    assert_eq!(first.status, StatusCode::SEE_OTHER, "{}", first.body);
+    let refused = buyer.post(&path, &form("second")).await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = refused.headers[reqwest::header::RETRY_AFTER]
+        .to_str()
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After in seconds");
+    assert!((1..=2).contains(&wait), "an honest wait: {wait}");
+    assert!(refused.body.contains("Too many requests"), "{}", refused.body);
+    assert!(
+        refused.body.contains(&format!("data-item-id=\"{item}\"")),
+        "the drop is still shown"
+    );
+}
+
+#[tokio::test]
 async fn a_customer_buys_confirms_and_the_admin_sees_the_revenue() {
     let app = shop_app().await;
     let (_, admin_token) = app.admin("seller").await;
