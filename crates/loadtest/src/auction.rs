@@ -164,11 +164,11 @@ pub async fn run(options: AuctionOptions) -> anyhow::Result<()> {
             tally.lock().await.merge(local);
         })
     });
+    let footprint = Footprint::start(&base).await;
+    let served_before = histogram_counts(&base, BOARD_SERIES, &BOARD_BOUNDS).await;
     // Pages reading the board are other clients than the bidders: they run
     // on their own thread, so a read is not timed while it waits behind
     // the load generator's own handling of thousands of bid answers.
-    let footprint = Footprint::start(&base).await;
-    let served_before = histogram_counts(&base, BOARD_SERIES, &BOARD_BOUNDS).await;
     let readers = read_boards(server, pool.clone(), board_path, options.readers, deadline);
     let bidders = futures::future::join_all(bidders).await;
     let elapsed = bidding_started.elapsed().as_secs_f64();

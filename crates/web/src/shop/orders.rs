@@ -18,9 +18,22 @@ use crate::session::Session;
 /// What an order shows when its product cannot be read.
 const UNLISTED: &str = "A product no longer listed";
 
+/// The rows of these orders, each named after its product (one query).
+async fn rows(state: &AppState, orders: &[Order]) -> services::Result<Vec<OrderRow>> {
+    let products: Vec<Uuid> = orders.iter().map(|o| o.product_id).collect();
+    let names = state.catalog.product_names(&products).await?;
+    Ok(orders
+        .iter()
+        .map(|order| {
+            let name = names.get(&order.product_id).cloned();
+            OrderRow::new(order, name.unwrap_or_else(|| UNLISTED.to_owned()))
+        })
+        .collect())
+}
+
 pub struct OrderRow {
     pub id: String,
-    /// What was bought (in the list; the order page shows it apart).
+    /// What was bought.
     pub product: String,
     pub status: String,
     pub quantity: i64,
@@ -62,7 +75,6 @@ impl OrderRow {
 struct OrderPage {
     layout: Layout,
     order: OrderRow,
-    product: String,
     notice: Option<String>,
 }
 
@@ -73,18 +85,15 @@ async fn order_page(
     status: StatusCode,
     notice: Option<String>,
 ) -> Response {
-    let product = state
-        .catalog
-        .product(order.product_id)
-        .await
-        .map(|p| p.name)
-        .unwrap_or_else(|_| UNLISTED.to_owned());
+    let order = match rows(state, std::slice::from_ref(order)).await {
+        Ok(mut rows) if !rows.is_empty() => rows.swap_remove(0),
+        _ => OrderRow::new(order, UNLISTED.to_owned()),
+    };
     html(
         status,
         &OrderPage {
             layout: Layout::with_bell(session, state, "Your order").await,
-            order: OrderRow::new(order, String::new()),
-            product,
+            order,
             notice,
         },
     )
@@ -168,19 +177,10 @@ pub async fn list(
         Ok(page) => page,
         Err(err) => return render::service_error(&session, &uri, err),
     };
-    let products: Vec<Uuid> = page.data.iter().map(|o| o.product_id).collect();
-    let names = match state.catalog.product_names(&products).await {
-        Ok(names) => names,
+    let orders = match rows(&state, &page.data).await {
+        Ok(orders) => orders,
         Err(err) => return render::service_error(&session, &uri, err),
     };
-    let orders = page
-        .data
-        .iter()
-        .map(|order| {
-            let name = names.get(&order.product_id).cloned();
-            OrderRow::new(order, name.unwrap_or_else(|| UNLISTED.to_owned()))
-        })
-        .collect();
     html(
         StatusCode::OK,
         &OrdersPage {
